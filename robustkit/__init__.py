@@ -8,9 +8,22 @@ The chapters explain and experiment; robustkit implements. One module per concer
 - :mod:`robustkit.train`: fit / evaluate loops and a checkpoint cache;
 - :mod:`robustkit.infotheory`: entropies, divergences, Wasserstein distances;
 - :mod:`robustkit.plot`: shared figures.
+
+A chapter needs one import line: ``import robustkit as rk``.
 """
+from . import data, infotheory, models, plot, runtime, train
+from .data import load_dataset, make_loader, stratified_subset
+from .models import DenseMLP, MnistConvNet, SmallCifarNet, build_model, count_parameters
 from .runtime import Budget, get_budget, get_device, make_budget, seed_everything
+from .train import cached_fit, evaluate, fit, predict
 
 __version__ = "0.1.0"
 
-__all__ = ["Budget", "get_budget", "get_device", "make_budget", "seed_everything", "__version__"]
+__all__ = [
+    "data", "infotheory", "models", "plot", "runtime", "train",
+    "Budget", "get_budget", "get_device", "make_budget", "seed_everything",
+    "load_dataset", "make_loader", "stratified_subset",
+    "DenseMLP", "MnistConvNet", "SmallCifarNet", "build_model", "count_parameters",
+    "cached_fit", "evaluate", "fit", "predict",
+    "__version__",
+]

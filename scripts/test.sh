@@ -5,5 +5,6 @@
 source "$(dirname "$0")/_env.sh"
 export ROBUSTKIT_BUDGET=${ROBUSTKIT_BUDGET:-smoke}
 export ROBUSTKIT_CACHE=${ROBUSTKIT_CACHE:-$PWD/.cache/robustkit-test}
+export ROBUSTKIT_PROGRESS=${ROBUSTKIT_PROGRESS:-off}
 python -m pytest tests chapters --nbval-lax --nbval-current-env --nbval-cell-timeout=900 \
   -p no:cacheprovider --durations=15 "$@"

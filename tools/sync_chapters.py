@@ -91,6 +91,7 @@ def execute(src: Path, budget: str, timeout: int) -> float:
 
     nb = jupytext.read(src)
     os.environ["ROBUSTKIT_BUDGET"] = budget
+    os.environ.setdefault("ROBUSTKIT_PROGRESS", "off")  # no progress bars in committed outputs
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(src.parent)}},

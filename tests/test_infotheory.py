@@ -1,0 +1,635 @@
+"""Tests of robustkit.infotheory against independent oracles.
+
+Oracles: scipy.stats / scipy.special, POT (ot.emd2, ot.wasserstein_1d,
+ot.sliced_wasserstein_distance), torch.distributions, brute-force sums, Monte Carlo,
+numerical integration and closed forms; invariants (identities, monotonicity, bounds).
+"""
+import math
+
+import numpy as np
+import pytest
+import scipy.integrate
+import scipy.linalg
+import scipy.special
+import scipy.stats
+import torch
+from torch.distributions import MultivariateNormal, Normal
+from torch.distributions import kl_divergence as torch_kl
+
+import robustkit.infotheory as it
+
+ot = pytest.importorskip("ot")
+
+TOL = dict(rtol=1e-6, atol=1e-6)
+SEEDS = [0, 1, 2]
+
+
+def _dirichlet(rng, shape, n, zeros=0):
+    p = rng.dirichlet(np.ones(n), size=shape)
+    if zeros:
+        p[..., :zeros] = 0.0
+        p = p / p.sum(-1, keepdims=True)
+    return p
+
+
+def _spd(rng, d, batch=()):
+    A = rng.normal(size=(*batch, d, d))
+    return A @ np.swapaxes(A, -1, -2) + 0.5 * np.eye(d)
+
+
+def _close(a, b, **kw):
+    np.testing.assert_allclose(np.asarray(torch.as_tensor(a).detach().cpu(), dtype=float), b, **{**TOL, **kw})
+
+
+# ---------------------------------------------------------------- discrete entropies
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("base", [None, 2, 10])
+def test_entropy_matches_scipy(seed, base):
+    rng = np.random.default_rng(seed)
+    p = _dirichlet(rng, (4, 3), 7, zeros=seed)  # some exact zeros: 0 log 0 = 0
+    h = it.entropy(p, base=base)
+    assert h.shape == (4, 3) and h.dtype == torch.float64
+    _close(h, scipy.stats.entropy(p, base=base, axis=-1))
+    _close(it.entropy(np.moveaxis(p, -1, 0), dim=0, base=base), scipy.stats.entropy(p, base=base, axis=-1))
+    # elementwise definition through scipy.special.entr
+    _close(it.entropy(p), scipy.special.entr(p).sum(-1))
+
+
+def test_entropy_bounds_and_scalar():
+    h = it.entropy(torch.full((8,), 1 / 8, dtype=torch.float64), base=2)
+    assert h.ndim == 0 and h.item() == pytest.approx(3.0, abs=1e-12)
+    assert it.entropy([0.0, 1.0, 0.0]).item() == 0.0
+    assert it.entropy(np.array([1.0])).item() == 0.0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_binary_entropy(seed):
+    rng = np.random.default_rng(seed)
+    p = rng.random(20)
+    p[:2] = [0.0, 1.0]
+    h = it.binary_entropy(p, base=2)
+    _close(h, scipy.stats.entropy(np.stack([p, 1 - p]), base=2, axis=0))
+    assert it.binary_entropy(0.5, base=2).item() == pytest.approx(1.0)
+    assert it.binary_entropy(torch.tensor([0.0, 1.0])).abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_joint_conditional_mutual_information_identities(seed):
+    rng = np.random.default_rng(seed)
+    pxy = _dirichlet(rng, (5,), 12, zeros=seed).reshape(5, 3, 4)  # batch of 3x4 tables
+    H = lambda v: scipy.stats.entropy(v, axis=-1)  # noqa: E731
+    px, py = pxy.sum(-1), pxy.sum(-2)
+    hxy = H(pxy.reshape(5, -1))
+    _close(it.joint_entropy(pxy), hxy)
+    # brute force Def. 5: H(X|Y) = sum_y p(y) H(X|Y=y)
+    brute = np.zeros(5)
+    for b in range(5):
+        for y in range(4):
+            if py[b, y] > 0:
+                brute[b] += py[b, y] * H(pxy[b, :, y] / py[b, y])
+    _close(it.conditional_entropy(pxy, given="y"), brute)
+    _close(it.conditional_entropy(pxy, given=-1), brute)
+    _close(it.conditional_entropy(pxy), hxy - H(py))  # Prop. 2
+    _close(it.conditional_entropy(pxy, given="x"), hxy - H(px))
+    _close(it.conditional_entropy(pxy, given=0), hxy - H(px))
+    mi = it.mutual_information(pxy)
+    rel = scipy.special.rel_entr(pxy, px[:, :, None] * py[:, None, :]).sum((-2, -1))
+    _close(mi, rel)  # I = D(P_XY || P_X P_Y)
+    _close(mi, H(px) - brute)  # Def. 6
+    _close(mi, H(px) + H(py) - hxy)
+    _close(it.mutual_information(pxy, base=2), rel / np.log(2))
+    assert (mi >= -1e-12).all()
+
+
+def test_mutual_information_extremes():
+    p = np.array([0.2, 0.3, 0.5])
+    _close(it.mutual_information(np.diag(p)), scipy.stats.entropy(p))  # X = Y
+    _close(it.mutual_information(np.outer(p, [0.1, 0.9])), 0.0, atol=1e-12)  # independent
+    _close(it.conditional_entropy(np.diag(p)), 0.0, atol=1e-12)
+
+
+# ---------------------------------------------------------------- divergences
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_kl_and_cross_entropy_match_scipy(seed):
+    rng = np.random.default_rng(seed)
+    p = _dirichlet(rng, (6,), 5, zeros=1)
+    q = _dirichlet(rng, (), 5)  # broadcast over p's batch
+    kl = it.kl_divergence(p, q)
+    _close(kl, scipy.special.rel_entr(p, q).sum(-1))
+    _close(kl, scipy.stats.entropy(p, q, axis=-1))
+    _close(it.kl_divergence(p, q, base=2), scipy.stats.entropy(p, q, axis=-1, base=2))
+    _close(it.cross_entropy(p, q), scipy.stats.entropy(p, axis=-1) + scipy.stats.entropy(p, q, axis=-1))
+    _close(it.cross_entropy(p, q), -(p * np.log(q)).sum(-1))
+    _close(it.kl_divergence(p, p), 0.0, atol=1e-12)
+
+
+def test_kl_infinite_and_zero_conventions():
+    p = torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64)
+    q = torch.tensor([0.5, 0.0, 0.5], dtype=torch.float64)
+    assert math.isinf(it.kl_divergence(p, q).item()) and it.kl_divergence(p, q).item() > 0
+    assert math.isinf(it.cross_entropy(p, q).item())
+    r = torch.tensor([0.25, 0.25, 0.5], dtype=torch.float64)
+    assert it.kl_divergence(p, r).item() == pytest.approx(math.log(2))  # p = 0 term counts 0
+
+
+def _renyi_brute(p, q, alpha):
+    s = sum(pi**alpha * qi ** (1 - alpha) for pi, qi in zip(p, q) if pi > 0)
+    return math.log(s) / (alpha - 1)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_renyi_divergence(seed):
+    rng = np.random.default_rng(seed)
+    p, q = _dirichlet(rng, (), 6), _dirichlet(rng, (), 6)
+    alphas = [0.1, 0.5, 0.9, 1.0, 1.5, 2.0, 5.0, 20.0]
+    vals = [it.renyi_divergence(p, q, a).item() for a in alphas]
+    for a, v in zip(alphas, vals):
+        expected = scipy.stats.entropy(p, q) if a == 1.0 else _renyi_brute(p, q, a)
+        assert v == pytest.approx(expected, rel=1e-9, abs=1e-12)
+        # seed 001 eq. (4) is the standard divergence divided by alpha
+        assert it.renyi_divergence(p, q, a, normalization="seed001").item() == pytest.approx(v / a, rel=1e-12)
+    assert all(b >= a - 1e-12 for a, b in zip(vals, vals[1:]))  # non-decreasing in alpha
+    kl = scipy.stats.entropy(p, q)
+    for eps in (1e-4, -1e-4):
+        assert it.renyi_divergence(p, q, 1 + eps).item() == pytest.approx(kl, abs=1e-3 * kl)
+    d_inf = it.renyi_divergence(p, q, math.inf).item()
+    assert d_inf == pytest.approx(np.log((p / q).max()), rel=1e-12)
+    assert vals[-1] <= d_inf + 1e-12 and it.renyi_divergence(p, q, 2000.0).item() == pytest.approx(d_inf, rel=1e-2)
+    # alpha = 1/2: D = -2 log BC = 2 * Bhattacharyya distance
+    assert vals[1] == pytest.approx(2 * it.bhattacharyya_distance(p, q).item(), rel=1e-10)
+
+
+def test_renyi_support_mismatch():
+    p = np.array([0.5, 0.5, 0.0])
+    q = np.array([0.5, 0.0, 0.5])
+    assert math.isinf(it.renyi_divergence(p, q, 2.0).item())
+    assert math.isinf(it.renyi_divergence(p, q, math.inf).item())
+    assert it.renyi_divergence(p, q, 0.5).item() == pytest.approx(_renyi_brute(p, q, 0.5))
+    disjoint = np.array([0.0, 0.0, 1.0])
+    assert it.renyi_divergence(np.array([1.0, 0.0, 0.0]), disjoint, 0.5).item() == math.inf
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_bhattacharyya_hellinger_tv(seed):
+    rng = np.random.default_rng(seed)
+    p, q = _dirichlet(rng, (4,), 9, zeros=1), _dirichlet(rng, (4,), 9)
+    bc = np.sqrt(p * q).sum(-1)
+    _close(it.bhattacharyya(p, q), bc)
+    _close(it.bhattacharyya_distance(p, q), -np.log(bc))
+    h = it.hellinger(p, q)
+    _close(h, np.sqrt(0.5 * ((np.sqrt(p) - np.sqrt(q)) ** 2).sum(-1)))  # Def. 12/13 with 1/2
+    _close(h, np.sqrt(1 - bc))  # Prop. 4
+    assert ((h >= 0) & (h <= 1)).all()
+    tv = it.total_variation(p, q)
+    _close(tv, 0.5 * np.abs(p - q).sum(-1))
+    # Pinsker (seed 000, Remark 3) and the Hellinger / TV sandwich H^2 <= TV <= sqrt(2) H
+    assert (it.kl_divergence(p, q) >= 2 * tv**2).all()
+    assert (h**2 <= tv + 1e-12).all() and (tv <= math.sqrt(2) * h + 1e-12).all()
+    assert it.hellinger([1.0, 0.0], [0.0, 1.0]).item() == pytest.approx(1.0)
+    assert it.hellinger(p, p).abs().max().item() < 1e-7
+
+
+# ---------------------------------------------------------------- Gaussian closed forms
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gaussian_kl_entropy_vs_torch_distributions(seed):
+    rng = np.random.default_rng(seed)
+    d, B = 4, 3
+    m1, m2 = rng.normal(size=(B, d)), rng.normal(size=(B, d))
+    S1, S2 = _spd(rng, d, (B,)), _spd(rng, d, (B,))
+    P = MultivariateNormal(torch.tensor(m1), torch.tensor(S1))
+    Q = MultivariateNormal(torch.tensor(m2), torch.tensor(S2))
+    kl = it.gaussian_kl(m1, S1, m2, S2)
+    assert kl.shape == (B,) and kl.dtype == torch.float64
+    _close(kl, torch_kl(P, Q).numpy())
+    _close(it.gaussian_entropy(S1), P.entropy().numpy())
+    _close(it.gaussian_entropy(S1, base=2), P.entropy().numpy() / np.log(2))
+    # broadcasting: one prior for the batch
+    _close(it.gaussian_kl(m1, S1, m2[0], S2[0]), torch_kl(P, MultivariateNormal(Q.loc[0], Q.covariance_matrix[0])))
+    _close(it.gaussian_kl(m1, S1, m1, S1), np.zeros(B), atol=1e-10)
+
+
+def test_gaussian_kl_monte_carlo():
+    rng = np.random.default_rng(5)
+    d = 3
+    m1, m2 = rng.normal(size=d), rng.normal(size=d)
+    S1, S2 = _spd(rng, d), _spd(rng, d)
+    P = MultivariateNormal(torch.tensor(m1), torch.tensor(S1))
+    Q = MultivariateNormal(torch.tensor(m2), torch.tensor(S2))
+    torch.manual_seed(0)
+    z = P.sample((200_000,))
+    llr = P.log_prob(z) - Q.log_prob(z)
+    se = llr.std().item() / math.sqrt(z.shape[0])
+    assert abs(it.gaussian_kl(m1, S1, m2, S2).item() - llr.mean().item()) < 5 * se
+    # Bhattacharyya coefficient BC = E_P[sqrt(q/p)]
+    ratio = torch.exp(0.5 * (Q.log_prob(z) - P.log_prob(z)))
+    se = ratio.std().item() / math.sqrt(z.shape[0])
+    assert abs(it.gaussian_bhattacharyya(m1, S1, m2, S2).item() - ratio.mean().item()) < 5 * se
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gaussian_hellinger_and_bhattacharyya(seed):
+    rng = np.random.default_rng(seed)
+    d = 3
+    m1, m2 = rng.normal(size=d), rng.normal(size=d)
+    S1, S2 = _spd(rng, d), _spd(rng, d)
+    S = (S1 + S2) / 2
+    diff = m1 - m2
+    bc = (
+        np.linalg.det(S1) ** 0.25 * np.linalg.det(S2) ** 0.25 / np.linalg.det(S) ** 0.5
+        * np.exp(-diff @ np.linalg.solve(S, diff) / 8)
+    )  # seed 000 section 5.6, written with determinants
+    _close(it.gaussian_bhattacharyya(m1, S1, m2, S2), bc)
+    _close(it.gaussian_bhattacharyya_distance(m1, S1, m2, S2), -np.log(bc))
+    _close(it.gaussian_hellinger(m1, S1, m2, S2), np.sqrt(1 - bc))
+
+
+@pytest.mark.parametrize("m1,s1,m2,s2", [(0.0, 1.0, 1.0, 2.0), (-0.5, 0.3, 0.4, 0.35), (2.0, 1.5, 2.0, 1.5)])
+def test_gaussian_1d_closed_forms(m1, s1, m2, s2):
+    args = ([m1], [[s1**2]], [m2], [[s2**2]])
+    args = [np.asarray(a, dtype=float) for a in args]
+    # Hellinger: closed form and numerical integration of Def. 12
+    h2 = 1 - math.sqrt(2 * s1 * s2 / (s1**2 + s2**2)) * math.exp(-((m1 - m2) ** 2) / (4 * (s1**2 + s2**2)))
+    f = lambda x: 0.5 * (  # noqa: E731
+        math.sqrt(scipy.stats.norm.pdf(x, m1, s1)) - math.sqrt(scipy.stats.norm.pdf(x, m2, s2))
+    ) ** 2
+    h2_quad = scipy.integrate.quad(f, -30, 30, points=[m1, m2], limit=200)[0]
+    _close(it.gaussian_hellinger(*args), math.sqrt(max(h2, 0)), atol=1e-7)
+    assert h2_quad == pytest.approx(h2, abs=1e-8)
+    # W2 between 1-D normals: sqrt((m1-m2)^2 + (s1-s2)^2)
+    _close(it.gaussian_w2(*args), math.hypot(m1 - m2, s1 - s2), atol=1e-7)
+    _close(it.gaussian_w2(*args, squared=True), (m1 - m2) ** 2 + (s1 - s2) ** 2, atol=1e-7)
+    # KL between 1-D normals
+    kl = math.log(s2 / s1) + (s1**2 + (m1 - m2) ** 2) / (2 * s2**2) - 0.5
+    _close(it.gaussian_kl(*args), kl)
+    _close(it.gaussian_kl(*args), torch_kl(Normal(m1, s1), Normal(m2, s2)).double())
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gaussian_w2_vs_scipy_sqrtm_and_psd(seed):
+    rng = np.random.default_rng(seed)
+    d = 4
+    m1, m2 = rng.normal(size=d), rng.normal(size=d)
+    S1, S2 = _spd(rng, d), _spd(rng, d)
+    r = scipy.linalg.sqrtm(S2).real
+    w2 = np.sum((m1 - m2) ** 2) + np.trace(S1 + S2 - 2 * scipy.linalg.sqrtm(r @ S1 @ r).real)
+    _close(it.gaussian_w2(m1, S1, m2, S2, squared=True), w2)
+    _close(it.gaussian_w2(m1, S1, m2, S2), it.gaussian_w2(m2, S2, m1, S1))  # symmetric
+    # degenerate covariance: N(m, 0) are Diracs, W2 = |m1 - m2|
+    Z = np.zeros((d, d))
+    _close(it.gaussian_w2(m1, Z, m2, Z), np.linalg.norm(m1 - m2))
+    # W2 >= distance between the means (Jensen)
+    assert it.gaussian_w2(m1, S1, m2, S2).item() >= np.linalg.norm(m1 - m2) - 1e-12
+
+
+def test_diag_gaussian_kl_and_vib_loss():
+    torch.manual_seed(0)
+    mu = torch.randn(5, 3, dtype=torch.float64)
+    logvar = torch.randn(5, 3, dtype=torch.float64)
+    kl = it.diag_gaussian_kl_to_standard(mu, logvar=logvar)
+    ref = torch_kl(
+        MultivariateNormal(mu, torch.diag_embed(logvar.exp())),
+        MultivariateNormal(torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64)),
+    )
+    _close(kl, ref.numpy())
+    _close(it.diag_gaussian_kl_to_standard(mu, std=(0.5 * logvar).exp()), ref.numpy())
+    _close(it.gaussian_kl(mu, torch.diag_embed(logvar.exp()), torch.zeros(3), torch.eye(3)), ref.numpy())
+    logits = torch.randn(5, 4, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    loss, ce, klm = it.vib_loss(logits, y, mu, logvar=logvar, beta=0.1, return_terms=True)
+    manual_ce = -torch.log_softmax(logits, -1)[torch.arange(5), y].mean()
+    _close(ce, manual_ce.item())
+    _close(klm, ref.mean().item())
+    _close(loss, manual_ce.item() + 0.1 * ref.mean().item())
+    with pytest.raises(ValueError, match="exactly one"):
+        it.vib_loss(logits, y, mu, beta=0.1)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        it.vib_loss(logits, y[:3], mu, logvar=logvar)
+
+
+# ---------------------------------------------------------------- 1-D Wasserstein
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("sizes", [(7, 7), (13, 9)])
+def test_wasserstein_1d_p1_vs_scipy(seed, sizes):
+    rng = np.random.default_rng(seed)
+    u, v = rng.normal(size=sizes[0]), rng.normal(1, 2, size=sizes[1])
+    uw, vw = rng.random(sizes[0]), rng.random(sizes[1])
+    _close(it.wasserstein_1d(u, v), scipy.stats.wasserstein_distance(u, v))
+    _close(it.wasserstein_1d(u, v, uw, vw), scipy.stats.wasserstein_distance(u, v, uw, vw))
+    _close(it.wasserstein_1d(u, v, uw, None), scipy.stats.wasserstein_distance(u, v, uw, None))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("p", [1.5, 2, 3])
+def test_wasserstein_1d_general_p_vs_pot(seed, p):
+    rng = np.random.default_rng(seed)
+    u, v = rng.normal(size=11), rng.exponential(size=8)
+    uw, vw = rng.random(11), rng.random(8)
+    uw, vw = uw / uw.sum(), vw / vw.sum()
+    M = np.abs(u[:, None] - v[None, :]) ** p
+    exact = ot.emd2(uw, vw, M) ** (1 / p)  # LP, independent of the quantile formula
+    _close(it.wasserstein_1d(u, v, uw, vw, p=p), exact)
+    _close(it.wasserstein_1d(u, v, uw, vw, p=p), ot.wasserstein_1d(u, v, uw, vw, p=p) ** (1 / p))
+    # equal sizes, uniform weights: fast path == general path
+    w = rng.normal(size=11)
+    _close(it.wasserstein_1d(u, w, p=p), it.wasserstein_1d(u, w, np.ones(11), np.ones(11), p=p), rtol=1e-12)
+    _close(it.wasserstein_1d(u, w, p=p), ot.emd2([], [], np.abs(u[:, None] - w[None, :]) ** p) ** (1 / p))
+
+
+def test_wasserstein_1d_batched_matches_loop():
+    rng = np.random.default_rng(3)
+    u, v = rng.normal(size=(4, 5, 10)), rng.normal(size=(5, 6))  # broadcast batch dims
+    vw = rng.random((5, 6))
+    w = it.wasserstein_1d(u, v, None, vw, p=1)
+    assert w.shape == (4, 5)
+    for i in range(4):
+        for j in range(5):
+            assert w[i, j].item() == pytest.approx(scipy.stats.wasserstein_distance(u[i, j], v[j], None, vw[j]))
+
+
+def test_wasserstein_1d_hist():
+    rng = np.random.default_rng(4)
+    x = np.sort(rng.random(12)) * 10
+    a, b = rng.random((3, 12)), rng.random(12)
+    w1 = it.wasserstein_1d_hist(a, b, positions=x)
+    assert w1.shape == (3,)
+    for i in range(3):
+        assert w1[i].item() == pytest.approx(scipy.stats.wasserstein_distance(x, x, a[i], b), rel=1e-9)
+    an, bn = a[0] / a[0].sum(), b / b.sum()
+    w2 = ot.emd2(an, bn, (x[:, None] - x[None, :]) ** 2) ** 0.5
+    _close(it.wasserstein_1d_hist(a[0], b, p=2, positions=x), w2)
+    # default grid 0..n-1: a Dirac moved by k bins is at distance k
+    e = np.eye(12)
+    assert it.wasserstein_1d_hist(e[2], e[7]).item() == pytest.approx(5.0)
+    assert it.wasserstein_1d_hist(e[2], e[7], p=3).item() == pytest.approx(5.0)
+
+
+# ---------------------------------------------------------------- sliced Wasserstein
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("p", [1, 2])
+def test_sliced_wasserstein_vs_pot_same_projections(seed, p):
+    rng = np.random.default_rng(seed)
+    X, Y = rng.normal(size=(30, 5)), rng.normal(0.5, 1.5, size=(24, 5))
+    a, b = rng.random(30), rng.random(24)
+    theta = it.random_projections(5, 40, seed=seed, dtype=torch.float64)
+    assert torch.allclose(theta.norm(dim=0), torch.ones(40, dtype=torch.float64))
+    ours = it.sliced_wasserstein(X, Y, p=p, projections=theta)
+    _close(ours, ot.sliced_wasserstein_distance(X, Y, p=p, projections=theta.numpy()))
+    ours_w = it.sliced_wasserstein(X, Y, p=p, x_weights=a, y_weights=b, projections=theta)
+    pot_w = ot.sliced_wasserstein_distance(X, Y, a / a.sum(), b / b.sum(), p=p, projections=theta.numpy())
+    _close(ours_w, pot_w)
+    # projections drawn from a seed are the ones used
+    _close(it.sliced_wasserstein(X, Y, n_projections=40, p=p, seed=seed), ours.item(), rtol=1e-12)
+
+
+def test_sliced_wasserstein_invariants():
+    rng = np.random.default_rng(7)
+    X, Y = rng.normal(size=(40, 3)), rng.normal(1.0, 1.0, size=(40, 3))
+    sw = it.sliced_wasserstein(X, Y, n_projections=200, seed=0)
+    assert it.sliced_wasserstein(X, X, n_projections=50, seed=0).item() == pytest.approx(0.0, abs=1e-12)
+    assert sw.item() == pytest.approx(it.sliced_wasserstein(Y, X, n_projections=200, seed=0).item(), rel=1e-12)
+    w2 = ot.emd2([], [], ot.dist(X, Y)) ** 0.5  # exact W2 by network simplex
+    assert 0 < sw.item() <= w2 + 1e-12
+    _close(it.wasserstein_exact(X, Y, p=2), w2)  # our LP agrees with POT
+    # seed 000 Algorithm 2 (mean of W2 over projections) <= SW_2 (power-mean inequality)
+    theta = it.random_projections(3, 200, seed=0, dtype=torch.float64)
+    per_proj = it.wasserstein_1d(torch.tensor(X @ theta.numpy()).T, torch.tensor(Y @ theta.numpy()).T, p=2)
+    assert per_proj.mean().item() <= sw.item() + 1e-12
+    _close(per_proj.pow(2).mean().sqrt(), sw.item())
+
+
+def test_sliced_wasserstein_translation():
+    rng = np.random.default_rng(8)
+    d = 4
+    X = torch.tensor(rng.normal(size=(25, d)))
+    t = torch.tensor(rng.normal(size=d))
+    theta = it.random_projections(d, 64, seed=1, dtype=torch.float64)
+    # each projection translates by <theta, t>: SW_2^2 = mean (theta^T t)^2 exactly
+    _close(it.sliced_wasserstein(X, X + t, projections=theta) ** 2, (t @ theta).pow(2).mean().item())
+    _close(it.sliced_wasserstein(X, X + t, projections=theta, p=1), (t @ theta).abs().mean().item())
+    # and E_theta (theta^T t)^2 = ||t||^2 / d (Monte Carlo, 20000 directions)
+    sw2 = it.sliced_wasserstein(X, X + t, n_projections=20_000, seed=2) ** 2
+    assert sw2.item() == pytest.approx(t.pow(2).sum().item() / d, rel=0.03)
+
+
+def test_sliced_wasserstein_batched_and_unequal_sizes():
+    rng = np.random.default_rng(9)
+    X, Y = torch.tensor(rng.normal(size=(3, 20, 2))), torch.tensor(rng.normal(size=(3, 15, 2)))
+    theta = it.random_projections(2, 30, seed=0, dtype=torch.float64)
+    sw = it.sliced_wasserstein(X, Y, projections=theta)
+    assert sw.shape == (3,)
+    for i in range(3):
+        ref = ot.sliced_wasserstein_distance(X[i].numpy(), Y[i].numpy(), projections=theta.numpy())
+        assert sw[i].item() == pytest.approx(ref, rel=1e-9)
+
+
+def test_sliced_wasserstein_float32_and_reproducible():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(50, 6, generator=g)
+    Y = torch.randn(50, 6, generator=g) + 1
+    a = it.sliced_wasserstein(X, Y, n_projections=20, seed=3)
+    b = it.sliced_wasserstein(X, Y, n_projections=20, generator=torch.Generator().manual_seed(3))
+    assert a.dtype == torch.float32 and a.ndim == 0
+    assert a.item() == b.item()
+    assert a.item() != it.sliced_wasserstein(X, Y, n_projections=20, seed=4).item()
+
+
+# ---------------------------------------------------------------- images
+
+
+def _grid(H, W):
+    return np.stack(np.meshgrid(np.arange(H), np.arange(W), indexing="ij"), -1).reshape(-1, 2).astype(float)
+
+
+def test_image_sliced_wasserstein_vs_pot():
+    rng = np.random.default_rng(10)
+    B, H, W = 3, 5, 6
+    img1, img2 = rng.random((B, H, W)), rng.random((B, H, W))
+    img1[0, :2] = 0.0  # zero pixels are allowed
+    theta = it.random_projections(2, 25, seed=0, dtype=torch.float64)
+    sw = it.image_sliced_wasserstein(img1, img2, projections=theta)
+    assert sw.shape == (B,)
+    g = _grid(H, W)
+    for i in range(B):
+        a, b = img1[i].ravel() / img1[i].sum(), img2[i].ravel() / img2[i].sum()
+        ref = ot.sliced_wasserstein_distance(g, g, a, b, projections=theta.numpy())
+        assert sw[i].item() == pytest.approx(ref, rel=1e-9)
+        _close(sw[i], it.sliced_wasserstein(g, g, x_weights=a, y_weights=b, projections=theta).item())
+    unit = it.image_sliced_wasserstein(img1, img2, projections=theta, coords="unit")
+    _close(unit, sw.numpy() / (max(H, W) - 1))
+    # a single image against a batch broadcasts
+    assert it.image_sliced_wasserstein(img1[0], img2, projections=theta).shape == (B,)
+
+
+def test_image_wasserstein_exact_vs_pot_and_translation():
+    rng = np.random.default_rng(11)
+    H, W = 6, 6
+    img1, img2 = rng.random((H, W)), rng.random((H, W))
+    img2[rng.random((H, W)) < 0.4] = 0.0
+    g = _grid(H, W)
+    a, b = img1.ravel() / img1.sum(), img2.ravel() / img2.sum()
+    for p in (1, 2):
+        ref = ot.emd2(a, b, ot.dist(g, g, metric="euclidean") ** p) ** (1 / p)
+        _close(it.image_wasserstein_exact(img1, img2, p=p), ref)
+    exact = it.image_wasserstein_exact(img1, img2)
+    assert it.image_sliced_wasserstein(img1, img2, n_projections=100, seed=0).item() <= exact.item() + 1e-12
+    # a pattern translated by (1, 2) pixels: W_p = sqrt(5) for every p; SW_2 = sqrt(5 / 2) in expectation
+    pat = np.zeros((H, W))
+    pat[1:3, 0:3] = rng.random((2, 3))
+    moved = np.roll(pat, (1, 2), axis=(0, 1))
+    for p in (1, 2, 3):
+        assert it.image_wasserstein_exact(pat, moved, p=p).item() == pytest.approx(math.sqrt(5), rel=1e-7)
+    swt = it.image_sliced_wasserstein(pat, moved, n_projections=20_000, seed=1)
+    assert swt.item() == pytest.approx(math.sqrt(2.5), rel=0.02)
+    batch = it.image_wasserstein_exact(np.stack([img1, pat]), np.stack([img2, moved]))
+    assert batch.shape == (2,)
+    _close(batch, [exact.item(), math.sqrt(5)])
+
+
+# ---------------------------------------------------------------- gradients
+
+
+def test_gradcheck():
+    g = torch.Generator().manual_seed(0)
+    dd = dict(dtype=torch.float64)
+    p = torch.softmax(torch.randn(3, 5, generator=g, **dd), -1).requires_grad_()
+    q = torch.softmax(torch.randn(3, 5, generator=g, **dd), -1).requires_grad_()
+    # perturbations leave the simplex: validate with a loose atol
+    assert torch.autograd.gradcheck(lambda a: it.entropy(a, atol=1e-3), (p,))
+    assert torch.autograd.gradcheck(lambda a, b: it.kl_divergence(a, b, atol=1e-3), (p, q))
+    assert torch.autograd.gradcheck(lambda a, b: it.renyi_divergence(a, b, 2.5, atol=1e-3), (p, q))
+    u = torch.randn(2, 7, generator=g, **dd).requires_grad_()
+    v = torch.randn(2, 7, generator=g, **dd).requires_grad_()
+    v2 = torch.randn(2, 5, generator=g, **dd).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: it.wasserstein_1d(a, b, p=2), (u, v))
+    assert torch.autograd.gradcheck(lambda a, b: it.wasserstein_1d(a, b, p=1), (u, v2))
+    X = torch.randn(6, 3, generator=g, **dd).requires_grad_()
+    Y = torch.randn(5, 3, generator=g, **dd).requires_grad_()
+    theta = it.random_projections(3, 8, seed=0, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda a, b: it.sliced_wasserstein(a, b, projections=theta), (X, Y))
+    m1 = torch.randn(3, generator=g, **dd).requires_grad_()
+    A = torch.randn(3, 3, generator=g, **dd)
+    S = (A @ A.T + torch.eye(3, **dd)).requires_grad_()
+    m2, S2 = torch.zeros(3, **dd), torch.eye(3, **dd) * 2
+    assert torch.autograd.gradcheck(lambda m, s: it.gaussian_kl(m, 0.5 * (s + s.T), m2, S2), (m1, S))
+    img = torch.rand(3, 3, generator=g, **dd).add(0.1).requires_grad_()
+    img2 = torch.rand(3, 3, generator=g, **dd).add(0.1)
+    th2 = it.random_projections(2, 4, seed=0, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda a: it.image_sliced_wasserstein(a, img2, projections=th2), (img,))
+
+
+def test_dtypes_and_inputs():
+    p32 = torch.tensor([0.25, 0.75])
+    assert it.entropy(p32).dtype == torch.float32
+    assert it.entropy(np.array([0.25, 0.75])).dtype == torch.float64
+    assert it.entropy([0.25, 0.75]).dtype == torch.get_default_dtype()
+    assert it.kl_divergence(p32, np.array([0.5, 0.5])).dtype == torch.float64  # promotion
+    assert it.wasserstein_1d([0, 1], [2, 3]).item() == pytest.approx(2.0)  # integers accepted
+
+
+# ---------------------------------------------------------------- bad inputs
+
+
+def test_bad_inputs():
+    p = np.array([0.5, 0.5])
+    with pytest.raises(ValueError, match="negative"):
+        it.entropy([0.5, 0.7, -0.2])
+    with pytest.raises(ValueError, match="sum to 1"):
+        it.entropy([0.5, 0.6])
+    with pytest.raises(ValueError, match="sum to 1"):
+        it.kl_divergence(p, [0.2, 0.2])
+    with pytest.raises(ValueError, match="shape mismatch"):
+        it.kl_divergence(p, [0.2, 0.3, 0.5])
+    with pytest.raises(ValueError, match="shape mismatch"):
+        it.hellinger(np.full((3, 2), 0.5), np.full((4, 2), 0.5))
+    with pytest.raises(ValueError, match="empty"):
+        it.entropy(np.zeros(0))
+    with pytest.raises(ValueError, match="NaN"):
+        it.entropy([np.nan, 1.0])
+    with pytest.raises(ValueError, match="base"):
+        it.entropy(p, base=1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        it.binary_entropy([0.2, 1.2])
+    with pytest.raises(ValueError, match="joint table"):
+        it.mutual_information(p)
+    with pytest.raises(ValueError, match="given"):
+        it.conditional_entropy(np.full((2, 2), 0.25), given="z")
+    for alpha in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="alpha"):
+            it.renyi_divergence(p, p, alpha)
+    with pytest.raises(ValueError, match="normalization"):
+        it.renyi_divergence(p, p, 2.0, normalization="other")
+    with pytest.raises(ValueError, match="alpha=inf"):
+        it.renyi_divergence(p, p, math.inf, normalization="seed001")
+
+
+def test_bad_gaussian_inputs():
+    I2 = np.eye(2)
+    with pytest.raises(ValueError, match="positive definite"):
+        it.gaussian_kl([0, 0], I2, [0, 0], np.diag([1.0, -1.0]))
+    with pytest.raises(ValueError, match="positive definite"):
+        it.gaussian_entropy(np.array([[1.0, 2.0], [2.0, 1.0]]))
+    with pytest.raises(ValueError, match="symmetric"):
+        it.gaussian_hellinger([0, 0], I2, [0, 0], np.array([[1.0, 0.5], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="semi-definite"):
+        it.gaussian_w2([0, 0], I2, [0, 0], np.diag([1.0, -1.0]))
+    with pytest.raises(ValueError, match="shape mismatch"):
+        it.gaussian_kl([0, 0, 0], I2, [0, 0], I2)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        it.gaussian_w2([0, 0], I2, [0, 0, 0], np.eye(3))
+    with pytest.raises(ValueError, match=r"\(\.\.\., d, d\)"):
+        it.gaussian_entropy(np.ones(3))
+    with pytest.raises(ValueError, match="std must be > 0"):
+        it.diag_gaussian_kl_to_standard([0.0], std=[0.0])
+
+
+def test_bad_transport_inputs():
+    u = np.array([0.0, 1.0])
+    for p in (0.5, 0, -1, math.inf):
+        with pytest.raises(ValueError, match="p must be"):
+            it.wasserstein_1d(u, u, p=p)
+    with pytest.raises(ValueError, match="p must be"):
+        it.sliced_wasserstein(np.zeros((3, 2)), np.zeros((3, 2)), p=0.5)
+    with pytest.raises(ValueError, match="empty"):
+        it.wasserstein_1d(np.zeros(0), u)
+    with pytest.raises(ValueError, match="negative"):
+        it.wasserstein_1d(u, u, [1.0, -1.0])
+    with pytest.raises(ValueError, match="positive total mass"):
+        it.wasserstein_1d(u, u, [0.0, 0.0])
+    with pytest.raises(ValueError, match="shape mismatch"):
+        it.wasserstein_1d(u, u, [1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="shape mismatch"):
+        it.wasserstein_1d(np.zeros((3, 2)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        it.wasserstein_1d_hist([0.5, 0.5], [0.2, 0.8], positions=[1.0, 0.0])
+    with pytest.raises(ValueError, match="shape mismatch"):
+        it.wasserstein_1d_hist([0.5, 0.5], [0.2, 0.3, 0.5])
+    with pytest.raises(ValueError, match="shape mismatch"):
+        it.sliced_wasserstein(np.zeros((3, 2)), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="point cloud"):
+        it.sliced_wasserstein(np.zeros(3), np.zeros(3))
+    with pytest.raises(ValueError, match="empty"):
+        it.sliced_wasserstein(np.zeros((0, 2)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="projections must have shape"):
+        it.sliced_wasserstein(np.zeros((3, 2)), np.ones((3, 2)), projections=np.ones((3, 4)))
+    with pytest.raises(ValueError, match="n_projections"):
+        it.sliced_wasserstein(np.zeros((3, 2)), np.ones((3, 2)), n_projections=0)
+    with pytest.raises(ValueError, match="not both"):
+        it.sliced_wasserstein(np.zeros((3, 2)), np.ones((3, 2)), seed=0, generator=torch.Generator())
+    with pytest.raises(ValueError, match="negative pixels"):
+        it.image_sliced_wasserstein(-np.ones((3, 3)), np.ones((3, 3)))
+    with pytest.raises(ValueError, match="zero total mass"):
+        it.image_wasserstein_exact(np.zeros((3, 3)), np.ones((3, 3)))
+    with pytest.raises(ValueError, match="shape mismatch"):
+        it.image_sliced_wasserstein(np.ones((3, 3)), np.ones((3, 4)))
+    with pytest.raises(ValueError, match="coords"):
+        it.image_sliced_wasserstein(np.ones((3, 3)), np.ones((3, 3)), coords="mm")
