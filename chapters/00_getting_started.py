@@ -48,7 +48,8 @@ SEED = 0
 N_TRAIN = budget.pick(smoke=2_000, cpu=60_000, gpu=60_000)
 N_TEST = budget.pick(smoke=500, cpu=10_000, gpu=10_000)
 EPOCHS = budget.pick(smoke=1, cpu=3, gpu=10)
-print(f"budget: {budget.name}, {N_TRAIN} training and {N_TEST} test images, {EPOCHS} epoch(s)")
+print(f"budget {budget.name}: {N_TRAIN} training images, {N_TEST} test images, "
+      f"{EPOCHS} epoch(s)")
 
 # %% [markdown]
 # ## 0.1 What this course is about
@@ -93,7 +94,8 @@ budget.as_dict()
 # %% [markdown]
 # Chapters read generic knobs from it (`budget.epochs`, `budget.attack_steps`, ...) or
 # pick their own values with `budget.pick(smoke=..., cpu=..., gpu=...)`, as the parameters
-# cell above does. Randomness is controlled by one call, which seeds Python, NumPy and
+# cell above does: this chapter is cheap enough to use the full MNIST training set with
+# the `cpu` budget, more than the generic `train_size`. Randomness is controlled by one call, which seeds Python, NumPy and
 # PyTorch and makes cuDNN deterministic:
 
 # %%
@@ -129,14 +131,16 @@ import torch
 
 rk.plot.set_style()
 fig = rk.plot.image_grid(train.images[:16], labels=train.labels[:16],
-                         class_names=train.classes, ncols=8, title="MNIST training images")
+                         class_names=train.classes, ncols=8,
+                         title="MNIST training images")
 plt.show()
 
 # %%
 counts = torch.bincount(train.labels, minlength=10)
 fig, ax = plt.subplots(figsize=(6, 2.5))
 ax.bar(range(10), counts.numpy())
-ax.set(xticks=range(10), xlabel="digit", ylabel="images", title="Class counts in the training subset")
+ax.set(xticks=range(10), xlabel="digit", ylabel="images",
+       title="Class counts in the training subset")
 plt.show()
 
 # %% [markdown]
@@ -157,6 +161,7 @@ print(rk.data.dataset_stats("mnist"))
 # images in $[0,1]$) and returns *logits* rather than log-probabilities.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 model = rk.MnistConvNet().to(device)
 print(model)
 print(f"{rk.count_parameters(model):,} parameters")
@@ -171,7 +176,8 @@ print(f"{rk.count_parameters(model):,} parameters")
 # %%
 import time
 
-train_loader = rk.make_loader(train.images, train.labels, batch_size=128, shuffle=True, seed=SEED)
+train_loader = rk.make_loader(train.images, train.labels, batch_size=128,
+                              shuffle=True, seed=SEED)
 test_loader = rk.make_loader(test.images, test.labels, batch_size=512, shuffle=False)
 
 
@@ -182,8 +188,10 @@ def train_conv(m):
 key = {"data": "mnist", "n_train": N_TRAIN, "epochs": EPOCHS, "lr": 1e-3, "seed": SEED}
 start = time.perf_counter()
 rk.seed_everything(SEED)
-model, history, from_cache = rk.cached_fit(lambda: rk.MnistConvNet(), train_conv, key=key, device=device)
-print(f"{'loaded from the cache' if from_cache else 'trained'} in {time.perf_counter() - start:.1f} s")
+model, history, from_cache = rk.cached_fit(rk.MnistConvNet, train_conv, key=key,
+                                           device=device)
+how = "loaded from the cache" if from_cache else "trained"
+print(f"{how} in {time.perf_counter() - start:.1f} s")
 print("\n".join(history.lines))
 
 # %%
@@ -202,7 +210,8 @@ wrong = (pred != test.labels).nonzero().flatten()
 show = torch.cat([torch.arange(8), wrong[:8]])
 fig = rk.plot.image_grid(test.images[show], labels=test.labels[show], preds=pred[show],
                          class_names=test.classes, ncols=8,
-                         title="Test predictions: first row correct, second row mistakes")
+                         title="Test predictions: first row correct, "
+                               "second row mistakes")
 plt.show()
 
 # %% [markdown]
@@ -212,7 +221,8 @@ plt.show()
 confusion = torch.zeros(10, 10, dtype=torch.long)
 confusion.index_put_((test.labels, pred), torch.ones_like(pred), accumulate=True)
 rk.plot.heatmap(confusion.numpy(), xticklabels=range(10), yticklabels=range(10),
-                xlabel="predicted", ylabel="true", title="Confusion matrix (test)", cmap="Blues")
+                xlabel="predicted", ylabel="true", title="Confusion matrix (test)",
+                cmap="Blues")
 plt.show()
 
 # %% [markdown]
@@ -226,20 +236,41 @@ plt.show()
 
 # %%
 def noisy(images, sigma, seed=0):
+    """Add N(0, sigma^2) noise with a fixed seed and clip back to [0, 1]."""
     g = torch.Generator().manual_seed(seed)
     return (images + sigma * torch.randn(images.shape, generator=g)).clamp(0, 1)
 
 
+def accuracy_under_noise(net, sigmas):
+    """Test accuracy of `net` for each noise level in `sigmas`."""
+    return [(rk.predict(net, noisy(test.images, s), device=device).argmax(1)
+             == test.labels).float().mean().item() for s in sigmas]
+
+
 sigmas = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]
-noise_acc = [(rk.predict(model, noisy(test.images, s), device=device).argmax(1) == test.labels)
-             .float().mean().item() for s in sigmas]
-ax = rk.plot.plot_curves({"MnistConvNet": (sigmas, noise_acc)}, xlabel=r"noise level $\sigma$",
-                         ylabel="test accuracy", title="Accuracy under Gaussian noise")
+noise_acc = accuracy_under_noise(model, sigmas)
+ax = rk.plot.plot_curves({"MnistConvNet": (sigmas, noise_acc)},
+                         xlabel=r"noise level $\sigma$", ylabel="test accuracy",
+                         title="Accuracy under Gaussian noise")
 plt.show()
 
 # %% [markdown]
-# Slide $\sigma$ to see what the network sees and what it predicts (run the notebook to use
-# the slider; the page shows its initial state).
+# What does the network see? The same test digits at growing noise levels, with the
+# predictions (red when wrong):
+
+# %%
+levels = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+batch = torch.stack([noisy(test.images[i], s, seed=1) for i in range(3) for s in levels])
+labels = test.labels[:3].repeat_interleave(len(levels))
+preds = rk.predict(model, batch, device=device).argmax(1)
+fig = rk.plot.image_grid(batch, labels=labels, preds=preds, ncols=len(levels),
+                         title="columns: sigma = " + ", ".join(map(str, levels)))
+plt.show()
+
+# %% [markdown]
+# Explore it yourself: slide $\sigma$ and the test image index to see the noisy input and
+# the predicted probabilities (the slider needs a running notebook: open the chapter in
+# Colab or Jupyter).
 
 # %%
 import ipywidgets as widgets
@@ -288,8 +319,10 @@ rk.seed_everything(SEED)
 dense = rk.DenseMLP().to(device)
 rk.fit(dense, train_loader, epochs=EPOCHS, lr=1e-3, device=device)
 dense_acc = rk.evaluate(dense, test_loader, device=device)["accuracy"]
-print(f"DenseMLP: {rk.count_parameters(dense):,} parameters, test accuracy {dense_acc:.2%}")
-print(f"MnistConvNet: {rk.count_parameters(model):,} parameters, test accuracy {metrics['accuracy']:.2%}")
+for name, net, acc in [("DenseMLP", dense, dense_acc),
+                       ("MnistConvNet", model, metrics["accuracy"])]:
+    n_params = rk.count_parameters(net)
+    print(f"{name:>12}: {n_params:>8,} parameters, test accuracy {acc:.2%}")
 
 # %% [markdown]
 # **Exercise 0.2 (which one is more robust to noise?).** {cite}`darrin2020notion` (§7.3.3)
@@ -298,12 +331,12 @@ print(f"MnistConvNet: {rk.count_parameters(model):,} parameters, test accuracy {
 # Gaussian noise of both networks on one figure. Does the experiment agree?
 
 # %%
-# Your answer here: reuse `noisy` and `sigmas` from section 0.5.
+# Your answer here: reuse `accuracy_under_noise` and `sigmas` from section 0.5.
 
 # %% tags=["solution", "hide-input"]
-dense_noise_acc = [(rk.predict(dense, noisy(test.images, s), device=device).argmax(1) == test.labels)
-                   .float().mean().item() for s in sigmas]
-rk.plot.plot_curves({"MnistConvNet": (sigmas, noise_acc), "DenseMLP": (sigmas, dense_noise_acc)},
+dense_noise_acc = accuracy_under_noise(dense, sigmas)
+rk.plot.plot_curves({"MnistConvNet": (sigmas, noise_acc),
+                     "DenseMLP": (sigmas, dense_noise_acc)},
                     xlabel=r"noise level $\sigma$", ylabel="test accuracy",
                     title="Convolutional vs dense under Gaussian noise")
 plt.show()
@@ -323,7 +356,7 @@ print(f"most confused pair: {i} and {j} ({int(off[i, j])} test mistakes)")
 mask = ((test.labels == i) & (pred == j)) | ((test.labels == j) & (pred == i))
 idx = mask.nonzero().flatten()[:8]
 if len(idx):
-    rk.plot.image_grid(test.images[idx], labels=test.labels[idx], preds=pred[idx], ncols=8)
+    rk.plot.image_grid(test.images[idx], labels=test.labels[idx], preds=pred[idx])
     plt.show()
 
 # %% [markdown]

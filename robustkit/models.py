@@ -25,6 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .data import dataset_stats
+
 __all__ = [
     "MNIST_MEAN",
     "MNIST_STD",
@@ -39,11 +41,11 @@ __all__ = [
     "count_parameters",
 ]
 
-# Per-channel statistics of the training sets (pixels in [0, 1]).
-MNIST_MEAN: float = 0.1307
-MNIST_STD: float = 0.3081
-CIFAR10_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
+# Per-channel statistics of the training sets (pixels in [0, 1]), from the dataset registry.
+MNIST_MEAN: float = dataset_stats("mnist").mean[0]
+MNIST_STD: float = dataset_stats("mnist").std[0]
+CIFAR10_MEAN: tuple[float, float, float] = dataset_stats("cifar10").mean
+CIFAR10_STD: tuple[float, float, float] = dataset_stats("cifar10").std
 
 
 def _as_channel_tensor(value: float | Sequence[float] | torch.Tensor, what: str) -> torch.Tensor:
