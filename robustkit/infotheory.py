@@ -41,6 +41,7 @@ Used by: chapter 1, *Information theory* (and the concept, HR-loss and VIB chapt
 from __future__ import annotations
 
 import math
+import warnings
 from numbers import Real
 from typing import Optional, Sequence, Union
 
@@ -172,6 +173,17 @@ def _in_base(x: torch.Tensor, base) -> torch.Tensor:
     return x if lb is None else x / lb
 
 
+def _nonneg(x: torch.Tensor) -> torch.Tensor:
+    """Clamp a mathematically nonnegative quantity at 0 and turn ``-0.0`` into ``+0.0``.
+
+    Rounding can leave e.g. ``I(X;Y)`` of independent variables at ``-1e-17`` and
+    ``-sum p log p`` of a Dirac at ``-0.0`` (printed ``-0.0000``). ``clamp_min`` keeps
+    ``-0.0``, hence the ``+ 0.0`` (exact for every other value, gradient unchanged);
+    the clamp zeroes the gradient only where rounding made the value negative.
+    """
+    return x.clamp_min(0.0) + 0.0
+
+
 def _dist_pair(p, q, dim: int, atol, names=("p", "q")):
     """Convert, validate and move the distribution dim of a pair to the end."""
     p, q = _pair(p, q, names)
@@ -213,13 +225,15 @@ def entropy(p: ArrayLike, dim: int = -1, base: Optional[float] = None, atol: Opt
     a probability vector along ``dim``, batched over the other dimensions; it must be
     nonnegative and sum to 1 within ``atol`` (default ``1e-8`` for float64, ``1e-5``
     for float32, plus a rounding allowance growing with the number of outcomes).
-    Chapter 1.
+    Elementwise ``torch.special.entr``; a Dirac gives ``+0.0``. The gradient
+    :math:`-(1 + \log p)` is ``+inf`` at ``p = 0`` (the one-sided derivative; the
+    former ``xlogy`` form gave ``nan``). Chapter 1.
     """
     p = _to_tensor(p, "p")
     if p.ndim == 0:
         raise ValueError("p must have at least one dimension (a probability vector)")
     _check_prob(p, "p", dim, atol)
-    return _in_base(-torch.special.xlogy(p, p).sum(dim), base)
+    return _in_base(torch.special.entr(p).sum(dim), base) + 0.0
 
 
 def binary_entropy(p: ArrayLike, base: Optional[float] = None) -> torch.Tensor:
@@ -232,8 +246,7 @@ def binary_entropy(p: ArrayLike, base: Optional[float] = None) -> torch.Tensor:
     d = p.detach()
     if bool(((d < 0) | (d > 1)).any()):
         raise ValueError(f"p must lie in [0, 1], got values in [{d.min().item():.3g}, {d.max().item():.3g}]")
-    q = 1 - p
-    return _in_base(-torch.special.xlogy(p, p) - torch.special.xlogy(q, q), base)
+    return _in_base(torch.special.entr(p) + torch.special.entr(1 - p), base) + 0.0
 
 
 def _joint(pxy, atol) -> torch.Tensor:
@@ -251,7 +264,7 @@ def joint_entropy(pxy: ArrayLike, base: Optional[float] = None, atol: Optional[f
     sums to 1 over its last two dimensions. Chapter 1.
     """
     pxy = _joint(pxy, atol)
-    return _in_base(-torch.special.xlogy(pxy, pxy).sum((-2, -1)), base)
+    return _in_base(torch.special.entr(pxy).sum((-2, -1)), base) + 0.0
 
 
 def conditional_entropy(
@@ -263,7 +276,7 @@ def conditional_entropy(
     ``(..., nx, ny)``. ``given`` names the conditioning variable: ``"y"`` (or axis ``1``
     / ``-1`` of the table) gives :math:`H(X|Y)`; ``"x"`` (or ``0`` / ``-2``) gives
     :math:`H(Y|X)`. Computed directly as :math:`\sum p\log p_{\text{given}} - \sum p\log p`
-    (no subtraction of large entropies). Chapter 1.
+    (no subtraction of large entropies), clamped at 0 (rounding). Chapter 1.
     """
     pxy = _joint(pxy, atol)
     key = given.lower() if isinstance(given, str) else given
@@ -274,19 +287,20 @@ def conditional_entropy(
     else:
         raise ValueError(f'given must be "x", "y", or a table axis in (0, 1, -2, -1), got {given!r}')
     h = torch.special.xlogy(pxy, marg) - torch.special.xlogy(pxy, pxy)
-    return _in_base(h.sum((-2, -1)), base)
+    return _nonneg(_in_base(h.sum((-2, -1)), base))
 
 
 def mutual_information(pxy: ArrayLike, base: Optional[float] = None, atol: Optional[float] = None) -> torch.Tensor:
     r"""Mutual information :math:`I(X;Y) = \sum p(x,y)\log\frac{p(x,y)}{p(x)p(y)} = D(P_{XY}\|P_XP_Y)`.
 
     Seed 000, Def. 6 and Remark 2. ``pxy`` has shape ``(..., nx, ny)``; batched over
-    the leading dimensions. Chapter 1.
+    the leading dimensions; clamped at 0 (independent variables give ``+0.0``, not
+    ``-1e-17``). Chapter 1.
     """
     pxy = _joint(pxy, atol)
     prod = pxy.sum(-1, keepdim=True) * pxy.sum(-2, keepdim=True)
     mi = torch.special.xlogy(pxy, pxy) - torch.special.xlogy(pxy, prod)
-    return _in_base(mi.sum((-2, -1)), base)
+    return _nonneg(_in_base(mi.sum((-2, -1)), base))
 
 
 def cross_entropy(
@@ -299,7 +313,7 @@ def cross_entropy(
     where ``p > 0`` and ``q = 0``. Chapter 1.
     """
     p, q = _dist_pair(p, q, dim, atol)
-    return _in_base(-torch.special.xlogy(p, q).sum(-1), base)
+    return _in_base(-torch.special.xlogy(p, q).sum(-1), base) + 0.0  # + 0.0: no -0.0
 
 
 def kl_divergence(
@@ -309,10 +323,10 @@ def kl_divergence(
 
     Seed 000, Def. 7: ``+inf`` if some ``p(x) > 0`` has ``q(x) = 0``; terms with
     ``p(x) = 0`` count 0. Batched over all dimensions but ``dim`` (broadcasting).
-    Chapter 1.
+    Clamped at 0 (Gibbs' inequality; rounding could go below). Chapter 1.
     """
     p, q = _dist_pair(p, q, dim, atol)
-    return _in_base((torch.special.xlogy(p, p) - torch.special.xlogy(p, q)).sum(-1), base)
+    return _nonneg(_in_base((torch.special.xlogy(p, p) - torch.special.xlogy(p, q)).sum(-1), base))
 
 
 def renyi_divergence(
@@ -330,7 +344,8 @@ def renyi_divergence(
     :math:`D_\alpha(p\|q) = \frac{1}{\alpha-1}\log\sum_x p(x)^\alpha q(x)^{1-\alpha}`
     for :math:`\alpha\in(0,1)\cup(1,\infty)`, :math:`D_1 = D_{KL}` and
     :math:`D_\infty = \log\max_{p(x)>0} p(x)/q(x)`; it is non-decreasing in ``alpha``.
-    Computed in log space (log-sum-exp) over the support of ``p``.
+    Computed in log space (log-sum-exp) over the support of ``p``; clamped at 0
+    (``p = q`` gives ``+0.0``, not ``-0.0`` or ``-1e-16``).
 
     ``normalization="seed001"`` returns seed 001's eq. (4),
     :math:`\frac{1}{\alpha(\alpha-1)}\log E_\mu[(d\nu/d\mu)^{1-\alpha}]`, which is the
@@ -369,7 +384,7 @@ def renyi_divergence(
         d = torch.logsumexp(e, -1) / (alpha - 1)
     if normalization == "seed001":
         d = d / alpha
-    return _in_base(d, base)
+    return _nonneg(_in_base(d, base))
 
 
 def bhattacharyya(p: ArrayLike, q: ArrayLike, dim: int = -1, atol: Optional[float] = None) -> torch.Tensor:
@@ -385,9 +400,10 @@ def bhattacharyya(p: ArrayLike, q: ArrayLike, dim: int = -1, atol: Optional[floa
 def bhattacharyya_distance(p: ArrayLike, q: ArrayLike, dim: int = -1, atol: Optional[float] = None) -> torch.Tensor:
     r"""Bhattacharyya distance :math:`D_B = -\log BC(p,q)` (``+inf`` for disjoint supports).
 
-    Equals half the Rényi divergence of order 1/2. Seed 000, section 2.6.3. Chapter 1.
+    Equals half the Rényi divergence of order 1/2; clamped at 0 (for ``p = q`` the
+    rounded ``BC`` can exceed 1). Seed 000, section 2.6.3. Chapter 1.
     """
-    return -torch.log(bhattacharyya(p, q, dim=dim, atol=atol))
+    return _nonneg(-torch.log(bhattacharyya(p, q, dim=dim, atol=atol)))
 
 
 def hellinger(p: ArrayLike, q: ArrayLike, dim: int = -1, atol: Optional[float] = None) -> torch.Tensor:
@@ -498,7 +514,8 @@ def gaussian_kl(m1: ArrayLike, S1: ArrayLike, m2: ArrayLike, S2: ArrayLike) -> t
     + \log\det S_2 - \log\det S_1]`, with Cholesky factors :math:`S_i = L_iL_i^T`:
     the trace is :math:`\|L_2^{-1}L_1\|_F^2` and the quadratic form a triangular
     solve (no matrix inverse; GUIDE trap 9). Batched: means ``(..., d)``, covariances
-    ``(..., d, d)``. Seed 000 Def. 7 specialised to Gaussians (section 5.6). Chapter 1.
+    ``(..., d, d)``; clamped at 0 (rounding). Seed 000 Def. 7 specialised to Gaussians
+    (section 5.6). Chapter 1.
     """
     m1, S1, m2, S2 = _gauss_pair(m1, S1, m2, S2)
     L1, L2 = _chol(S1, "S1"), _chol(S2, "S2")
@@ -507,21 +524,21 @@ def gaussian_kl(m1: ArrayLike, S1: ArrayLike, m2: ArrayLike, S2: ArrayLike) -> t
     trace = M.pow(2).sum((-2, -1))
     maha = _maha(L2, m2 - m1)
     d = S1.shape[-1]
-    return 0.5 * (trace + maha - d + _logdet_chol(L2) - _logdet_chol(L1))
+    return _nonneg(0.5 * (trace + maha - d + _logdet_chol(L2) - _logdet_chol(L1)))
 
 
 def gaussian_bhattacharyya_distance(m1: ArrayLike, S1: ArrayLike, m2: ArrayLike, S2: ArrayLike) -> torch.Tensor:
     r"""Bhattacharyya distance between multivariate normals.
 
     :math:`D_B = \tfrac18(m_1-m_2)^TS^{-1}(m_1-m_2) + \tfrac12\log\frac{\det S}{\sqrt{\det S_1\det S_2}}`,
-    :math:`S = (S_1+S_2)/2` (Bhattacharyya 1943), via Cholesky log-determinants.
-    Seed 000, sections 2.6.3 and 5.6. Chapter 1.
+    :math:`S = (S_1+S_2)/2` (Bhattacharyya 1943), via Cholesky log-determinants,
+    clamped at 0 (rounding). Seed 000, sections 2.6.3 and 5.6. Chapter 1.
     """
     m1, S1, m2, S2 = _gauss_pair(m1, S1, m2, S2)
     L1, L2 = _chol(S1, "S1"), _chol(S2, "S2")
     L = _chol(0.5 * (S1 + S2), "(S1 + S2) / 2")
     maha = _maha(L, m1 - m2)
-    return 0.125 * maha + 0.5 * (_logdet_chol(L) - 0.5 * (_logdet_chol(L1) + _logdet_chol(L2)))
+    return _nonneg(0.125 * maha + 0.5 * (_logdet_chol(L) - 0.5 * (_logdet_chol(L1) + _logdet_chol(L2))))
 
 
 def gaussian_bhattacharyya(m1: ArrayLike, S1: ArrayLike, m2: ArrayLike, S2: ArrayLike) -> torch.Tensor:
@@ -540,7 +557,7 @@ def gaussian_hellinger(m1: ArrayLike, S1: ArrayLike, m2: ArrayLike, S2: ArrayLik
     :math:`\sqrt{-\operatorname{expm1}(-D_B)}` (accurate for close Gaussians). Chapter 1.
     """
     db = gaussian_bhattacharyya_distance(m1, S1, m2, S2)
-    return torch.sqrt((-torch.expm1(-db)).clamp_min(0.0))
+    return torch.sqrt(_nonneg(-torch.expm1(-db)))
 
 
 def _check_psd(S: torch.Tensor, name: str, w: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -576,7 +593,7 @@ def gaussian_w2(
     w = torch.linalg.eigvalsh(0.5 * (M + M.mT))
     cross = w.clamp_min(0).sqrt().sum(-1)
     tr = torch.diagonal(S1, dim1=-2, dim2=-1).sum(-1) + torch.diagonal(S2, dim1=-2, dim2=-1).sum(-1)
-    w2 = ((m1 - m2).pow(2).sum(-1) + tr - 2 * cross).clamp_min(0.0)
+    w2 = _nonneg((m1 - m2).pow(2).sum(-1) + tr - 2 * cross)
     return w2 if squared else torch.sqrt(w2)
 
 
@@ -615,7 +632,7 @@ def diag_gaussian_kl_to_standard(
         torch.broadcast_shapes(mu.shape, lv.shape)
     except RuntimeError:
         raise ValueError(f"shape mismatch: mu {tuple(mu.shape)} and logvar/std {tuple(lv.shape)}") from None
-    return 0.5 * (mu.pow(2) + lv.exp() - 1.0 - lv).sum(-1)
+    return _nonneg(0.5 * (mu.pow(2) + lv.exp() - 1.0 - lv).sum(-1))
 
 
 def vib_loss(
@@ -676,24 +693,74 @@ def _weights(w, values: torch.Tensor, name: str) -> torch.Tensor:
     return w / s
 
 
-def _quantile_wpp(u_sorted, v_sorted, u_w, v_w, p: float) -> torch.Tensor:
-    """W_p^p between weighted 1-D measures with sorted supports (batched over leading dims).
+# The weighted 1-D solver works on (rows, n + m) merged breakpoints, one batch of rows
+# ("block") at a time, each block about this many elements. On a CPU, blocks whose dozen
+# temporaries stay in the caches are fastest: for 45 image pairs x 500 projections x
+# (784 + 784) breakpoints, one 35M-element block (280 MB per float64 temporary, each
+# freshly allocated, page-faulted and streamed through memory) took 6.5 s, a Python loop
+# over pairs 2.3 s, blocks of 2^17-2^18 elements 1.9 s (0.6 s with the merge below). A
+# GPU wants large blocks (few kernel launches). Private; tests lower it to force blocking.
+_BLOCK_ELEMENTS_CPU = 1 << 18
+_BLOCK_ELEMENTS_GPU = 1 << 24
 
-    Integrates |F^-1(t) - G^-1(t)|^p over t in (0, 1] on the merged breakpoints of the
-    two cumulative weight sequences (the construction of POT's ``wasserstein_1d``).
+
+def _block_rows(device: torch.device, row_len: int) -> int:
+    """Rows of length ``row_len`` per block (at least one)."""
+    budget = _BLOCK_ELEMENTS_CPU if device.type == "cpu" else _BLOCK_ELEMENTS_GPU
+    return max(1, budget // max(row_len, 1))
+
+
+def _merged_wpp(u_sorted, v_sorted, u_w, v_w, p: float) -> torch.Tensor:
+    """One block of :func:`_quantile_wpp`; all four inputs share their leading dims.
+
+    The breakpoints ``qs`` are the stable sort of ``cat([U, V])`` (cumulative weights,
+    each nondecreasing). On ``(q_{k-1}, q_k]`` the quantile functions are
+    ``u_sorted[i]`` and ``v_sorted[j]`` with ``i = #{U < q_k}``, ``j = #{V < q_k}``
+    (what ``searchsorted(U, q_k)`` returns). Where ``q_k > q_{k-1}``, element ``k`` is
+    the first of its value, so these counts are the numbers of U's and V's placed
+    before position ``k`` (the stable sort puts U's before equal V's): a cumulative sum
+    of the sort's source indices replaces two binary searches (3x faster). Where
+    ``q_k = q_{k-1}`` the interval is empty and its term is exactly ``0 * finite = 0``,
+    whatever the index, so the result is bit-identical to the searchsorted version.
+    Gradients are the same wherever the cumulative weights have no ties; at ties (e.g.
+    zero weights) the function is not differentiable and this returns the gradient of
+    the adjacent smooth piece in which the tied breakpoints follow the stable order
+    (the searchsorted version's depended on the unstable sort's tie order).
     """
     u_cdf = torch.cumsum(u_w, -1)
     v_cdf = torch.cumsum(v_w, -1)
     u_cdf = u_cdf / u_cdf[..., -1:]
     v_cdf = v_cdf / v_cdf[..., -1:]
-    qs, _ = torch.sort(torch.cat([u_cdf, v_cdf], -1), -1)
     nu, nv = u_sorted.shape[-1], v_sorted.shape[-1]
-    iu = torch.searchsorted(u_cdf.detach().contiguous(), qs.detach().contiguous(), right=False).clamp_max(nu - 1)
-    iv = torch.searchsorted(v_cdf.detach().contiguous(), qs.detach().contiguous(), right=False).clamp_max(nv - 1)
-    uq = torch.gather(u_sorted, -1, iu)
-    vq = torch.gather(v_sorted, -1, iv)
+    qs, src = torch.sort(torch.cat([u_cdf, v_cdf], -1), dim=-1, stable=True)
+    from_u = (src < nu).long()
+    before_u = torch.cumsum(from_u, -1).sub_(from_u)  # U's strictly before position k
+    before_v = torch.arange(nu + nv, device=qs.device).sub(before_u)  # V's strictly before k
+    uq = torch.gather(u_sorted, -1, before_u.clamp_max_(nu - 1))
+    vq = torch.gather(v_sorted, -1, before_v.clamp_max_(nv - 1))
     delta = torch.diff(qs, dim=-1, prepend=torch.zeros_like(qs[..., :1]))
     return (delta * (uq - vq).abs().pow(p)).sum(-1)
+
+
+def _quantile_wpp(u_sorted, v_sorted, u_w, v_w, p: float) -> torch.Tensor:
+    """W_p^p between weighted 1-D measures with sorted supports (batched over leading dims).
+
+    Integrates |F^-1(t) - G^-1(t)|^p over t in (0, 1] on the merged breakpoints of the
+    two cumulative weight sequences (the construction of POT's ``wasserstein_1d``),
+    in blocks of rows sized by ``_BLOCK_ELEMENTS_*`` (each row is computed the same
+    way whatever the blocking).
+    """
+    ts = (u_sorted, v_sorted, u_w, v_w)
+    batch = torch.broadcast_shapes(*(t.shape[:-1] for t in ts))
+    ts = [t.expand(*batch, t.shape[-1]) for t in ts]
+    nu, nv = u_sorted.shape[-1], v_sorted.shape[-1]
+    rows = math.prod(batch)
+    step = _block_rows(u_sorted.device, nu + nv)
+    if rows <= step:
+        return _merged_wpp(*ts, p)
+    flat = [t.reshape(rows, t.shape[-1]) for t in ts]
+    out = [_merged_wpp(*(t[s : s + step] for t in flat), p) for s in range(0, rows, step)]
+    return torch.cat(out).reshape(batch)
 
 
 def _wpp_1d(u, v, u_w, v_w, p: float) -> torch.Tensor:
@@ -926,9 +993,11 @@ def image_sliced_wasserstein(
     ``[0, 1]``). Seed 000 Algorithm 2 and section 5.5 (distance between concept
     maps), with the standard :math:`SW_p` (see :func:`sliced_wasserstein` for the seed
     deviation). Both images share the grid, so each projection is sorted once for the
-    whole batch. Batched over broadcastable leading dims, e.g. ``(B, H, W)`` vs
-    ``(B, H, W)`` -> ``(B,)``; differentiable w.r.t. the pixel masses. Chapter 1 and
-    the concepts chapter.
+    whole batch, and the (pairs x projections) 1-D problems run in cache-sized blocks:
+    one batched call is faster than a loop over pairs (45 MNIST-size pairs x 500
+    projections: ~0.6 s on 2 CPU cores). Batched over broadcastable leading dims, e.g.
+    ``(B, H, W)`` vs ``(B, H, W)`` -> ``(B,)``; differentiable w.r.t. the pixel masses.
+    Chapter 1 and the concepts chapter.
     """
     p = _check_p(p)
     a, b, H, W = _image_pair(img1, img2)
@@ -942,17 +1011,68 @@ def image_sliced_wasserstein(
         _check_finite(theta, "projections")
     proj = (grid @ theta).transpose(0, 1)  # (K, H*W)
     ps, order = torch.sort(proj, -1)  # one sort per projection, shared by the batch
-    batch = a.shape[:-1]
-    K = ps.shape[0]
-    order_b = order.expand(*batch, K, H * W)
-    aw = torch.gather(a.unsqueeze(-2).expand(*batch, K, H * W), -1, order_b)
-    bw = torch.gather(b.unsqueeze(-2).expand(*batch, K, H * W), -1, order_b)
-    xs = ps.expand(*batch, K, H * W)
-    return _quantile_wpp(xs, xs, aw, bw, p).mean(-1).pow(1.0 / p)
+    batch, n, K = a.shape[:-1], H * W, ps.shape[0]
+    a2, b2 = a.reshape(-1, n), b.reshape(-1, n)
+    # blocks of (pairs x projections) rows (see _BLOCK_ELEMENTS_CPU): whole pairs when
+    # all projections of a pair fit in a block, else blocks of projections of one pair
+    step = _block_rows(a.device, 2 * n)
+    rows = []
+    if K <= step:
+        nb = step // K
+        for s in range(0, a2.shape[0], nb):
+            c = min(nb, a2.shape[0] - s)
+            idx = order.expand(c, K, n)
+            aw = torch.gather(a2[s : s + c].unsqueeze(-2).expand(c, K, n), -1, idx)
+            bw = torch.gather(b2[s : s + c].unsqueeze(-2).expand(c, K, n), -1, idx)
+            xs = ps.expand(c, K, n)
+            rows.append(_merged_wpp(xs, xs, aw, bw, p))  # (c, K)
+    else:
+        for i in range(a2.shape[0]):
+            parts = []
+            for s in range(0, K, step):
+                idx, xs = order[s : s + step], ps[s : s + step]
+                aw = torch.gather(a2[i].expand(idx.shape), -1, idx)
+                bw = torch.gather(b2[i].expand(idx.shape), -1, idx)
+                parts.append(_merged_wpp(xs, xs, aw, bw, p))
+            rows.append(torch.cat(parts).unsqueeze(0))
+    wpp = torch.cat(rows) if rows else a2.new_zeros(0, K)
+    return wpp.reshape(*batch, K).mean(-1).pow(1.0 / p)
+
+
+_SOLVERS = ("auto", "pot", "highs")
+# network simplex iterations: POT's default (100 000) can stop short on problems of a few
+# thousand points; a non-optimal exit raises an error instead of POT's warning
+_POT_NUM_ITERMAX = 10_000_000
+
+
+def _check_solver(solver) -> str:
+    if not isinstance(solver, str) or solver.lower() not in _SOLVERS:
+        raise ValueError(f'solver must be one of "auto", "pot", "highs", got {solver!r}')
+    return solver.lower()
+
+
+def _import_pot(required: bool):
+    """POT's ``ot`` module, imported lazily; ``None`` if absent and not ``required``."""
+    try:
+        import ot  # noqa: PLC0415 (optional dependency)
+    except ImportError as exc:
+        if required:
+            raise ImportError(
+                'solver="pot" needs the POT package (Python Optimal Transport: pip install pot); '
+                f'use solver="highs" (SciPy) or solver="auto" instead ({exc})'
+            ) from exc
+        return None
+    return ot
 
 
 def _ot_lp(a: np.ndarray, b: np.ndarray, C: np.ndarray, return_plan: bool):
-    """Solve min <C, G> s.t. G 1 = a, G^T 1 = b, G >= 0 with HiGHS (scipy.optimize.linprog)."""
+    """Solve min <C, G> s.t. G 1 = a, G^T 1 = b, G >= 0 with HiGHS (scipy.optimize.linprog).
+
+    Feasibility tolerances are tightened from HiGHS' 1e-7 to 1e-10: with the defaults a
+    600 x 600 problem returns a plan whose marginals are off by ~1e-7 (and entries of
+    -7e-8), with a cost ~2e-6 below the optimum; at 1e-10 it matches POT to ~1e-15, at
+    the same speed.
+    """
     from scipy.optimize import linprog
     from scipy.sparse import identity, kron, vstack
 
@@ -961,11 +1081,34 @@ def _ot_lp(a: np.ndarray, b: np.ndarray, C: np.ndarray, return_plan: bool):
     A_cols = kron(np.ones((1, n)), identity(m, format="csr"), format="csr")  # sum_i G_ij = b_j
     A = vstack([A_rows, A_cols[:-1]], format="csr")  # one column constraint is redundant
     rhs = np.concatenate([a, b[:-1]])
-    res = linprog(C.reshape(-1), A_eq=A, b_eq=rhs, bounds=(0, None), method="highs")
+    options = dict(primal_feasibility_tolerance=1e-10, dual_feasibility_tolerance=1e-10)
+    res = linprog(C.reshape(-1), A_eq=A, b_eq=rhs, bounds=(0, None), method="highs", options=options)
     if res.status != 0:
         raise RuntimeError(f"the optimal transport LP failed: {res.message}")
     plan = res.x.reshape(n, m) if return_plan else None
     return float(res.fun), plan
+
+
+def _ot_pot(ot, a: np.ndarray, b: np.ndarray, C: np.ndarray, return_plan: bool):
+    """Same problem with POT's network simplex (``ot.emd``); an error unless it reports optimality."""
+    with warnings.catch_warnings():
+        # POT warns on non-optimal exits; the result code is checked below, with a clearer error
+        warnings.simplefilter("ignore", UserWarning)
+        plan, log = ot.emd(a, b, np.ascontiguousarray(C), numItermax=_POT_NUM_ITERMAX, log=True)
+    if log.get("result_code") != 1:  # 1 = OPTIMAL in POT's network simplex
+        raise RuntimeError(
+            f"POT's network simplex (ot.emd) did not reach optimality: {log.get('warning')} "
+            f"(result code {log.get('result_code')}, numItermax={_POT_NUM_ITERMAX}); "
+            'use solver="highs" for this problem'
+        )
+    return float(log["cost"]), (plan if return_plan else None)
+
+
+def _ot_solve(a: np.ndarray, b: np.ndarray, C: np.ndarray, return_plan: bool, solver: str):
+    ot = None if solver == "highs" else _import_pot(required=solver == "pot")
+    if ot is None:
+        return _ot_lp(a, b, C, return_plan)
+    return _ot_pot(ot, a, b, C, return_plan)
 
 
 def wasserstein_exact(
@@ -975,17 +1118,25 @@ def wasserstein_exact(
     y_weights: Optional[ArrayLike] = None,
     p: float = 2,
     return_plan: bool = False,
+    solver: str = "auto",
 ):
     r"""Exact :math:`W_p` between two weighted point clouds by linear programming.
 
     Kantorovich problem (seed 000 Def. 9-10) with Euclidean ground cost
-    :math:`\|x_i - y_j\|^p`, solved by HiGHS through ``scipy.optimize.linprog``; for
-    small problems (a few hundred points; ``n*m`` variables) and as a reference for
-    :func:`sliced_wasserstein`. ``X`` ``(n, d)``, ``Y`` ``(m, d)``; weights normalized
-    to unit mass (uniform by default). Not differentiable. Returns :math:`W_p` as a 0-d
-    tensor (and the plan ``(n, m)`` with ``return_plan=True``). Chapter 1.
+    :math:`\|x_i - y_j\|^p`, for problems up to about a thousand points per side and
+    as a reference for :func:`sliced_wasserstein`. ``solver``: ``"pot"`` uses POT's
+    network simplex (``ot.emd``, Bonneel et al. 2011; fast: ~20 ms for 600 x 600
+    points), ``"highs"`` the HiGHS LP solver of ``scipy.optimize.linprog`` on the
+    ``n*m`` variables (~100 times slower, but needs only SciPy), ``"auto"`` (default)
+    POT when it is installed, else HiGHS. Both return the optimal value (to ~1e-9); the
+    plan is the solver's optimal plan (the same one when the optimum is unique). A
+    ``RuntimeError`` if the solver does not report optimality. ``X`` ``(n, d)``, ``Y``
+    ``(m, d)``; weights normalized to unit mass (uniform by default). Not
+    differentiable. Returns :math:`W_p` as a 0-d tensor (and the plan ``(n, m)`` with
+    ``return_plan=True``). Chapter 1.
     """
     p = _check_p(p)
+    solver = _check_solver(solver)
     X, Y = _pair(X, Y, ("X", "Y"))
     if X.ndim != 2 or Y.ndim != 2:
         raise ValueError(f"X and Y must have shape (n, d) and (m, d), got {tuple(X.shape)} and {tuple(Y.shape)}")
@@ -996,27 +1147,32 @@ def wasserstein_exact(
     a = _weights(x_weights, X[:, 0], "x_weights").detach().double().cpu().numpy()
     b = _weights(y_weights, Y[:, 0], "y_weights").detach().double().cpu().numpy()
     Xn, Yn = X.detach().double().cpu().numpy(), Y.detach().double().cpu().numpy()
-    C = np.sqrt(((Xn[:, None, :] - Yn[None, :, :]) ** 2).sum(-1)) ** p
-    cost, plan = _ot_lp(a, b, C, return_plan)
-    w = torch.tensor(max(cost, 0.0) ** (1.0 / p), dtype=X.dtype, device=X.device)
+    from scipy.spatial.distance import cdist
+
+    # ||x - y||^p; for p = 2 the squared distances directly (no sqrt-then-square rounding)
+    C = cdist(Xn, Yn, "sqeuclidean") if p == 2.0 else cdist(Xn, Yn, "euclidean") ** p
+    cost, plan = _ot_solve(a, b, C, return_plan, solver)
+    w = torch.tensor(max(cost, 0.0) ** (1.0 / p) + 0.0, dtype=X.dtype, device=X.device)
     if return_plan:
         return w, torch.as_tensor(plan, dtype=X.dtype, device=X.device)
     return w
 
 
 def image_wasserstein_exact(
-    img1: ArrayLike, img2: ArrayLike, p: float = 2, coords: str = "pixel"
+    img1: ArrayLike, img2: ArrayLike, p: float = 2, coords: str = "pixel", solver: str = "auto"
 ) -> torch.Tensor:
     r"""Exact :math:`W_p` between two small images seen as distributions over pixel positions.
 
     Same convention as :func:`image_sliced_wasserstein` (unit mass, (row, col)
     coordinates in ``"pixel"`` or ``"unit"`` scale, Euclidean ground cost); only
-    pixels with positive mass enter the LP (:func:`wasserstein_exact`, HiGHS). For
-    ``(H, W)`` images, or a batch ``(..., H, W)`` solved one pair at a time (meant for
-    small images such as 8x8 or sparse 28x28 maps). Seed 000 section 5.5 ("earth
-    mover's distance between concept maps"). Chapter 1.
+    pixels with positive mass enter the LP (:func:`wasserstein_exact`; ``solver`` as
+    there: POT's network simplex if installed, else HiGHS). For ``(H, W)`` images, or a
+    batch ``(..., H, W)`` solved one pair at a time (28x28 MNIST-like maps take ~20 ms
+    per pair with POT, ~2 s with HiGHS). Seed 000 section 5.5 ("earth mover's distance
+    between concept maps"). Chapter 1.
     """
     p = _check_p(p)
+    solver = _check_solver(solver)
     a, b, H, W = _image_pair(img1, img2)
     grid = _pixel_grid(H, W, coords, torch.float64, torch.device("cpu"))
     batch = a.shape[:-1]
@@ -1025,6 +1181,6 @@ def image_wasserstein_exact(
     out = []
     for ai, bi in zip(af, bf):
         sa, sb = ai > 0, bi > 0
-        out.append(wasserstein_exact(grid[sa], grid[sb], ai[sa], bi[sb], p=p))
+        out.append(wasserstein_exact(grid[sa], grid[sb], ai[sa], bi[sb], p=p, solver=solver))
     res = torch.stack(out).reshape(batch) if out else torch.zeros(batch, dtype=torch.float64)
     return res.to(dtype=a.dtype, device=a.device)

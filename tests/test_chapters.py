@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import jupytext
+import nbformat
 import pytest
 import yaml
 
@@ -47,6 +48,16 @@ def test_pair_check_detects_a_difference(tmp_path):
     problems = sync_chapters.pair_problems(src)
     assert any("differ" in p for p in problems)
     assert any("no outputs" in p for p in problems)
+
+
+def test_pair_check_detects_committed_errors(tmp_path):
+    src = tmp_path / "99_demo.py"
+    src.write_text("# %% [markdown]\n# # Demo\n\n# %%\n1 / 0\n")
+    nb = jupytext.read(src)
+    nb.cells[1].outputs = [nbformat.v4.new_output("error", ename="ZeroDivisionError",
+                                                  evalue="division by zero", traceback=[])]
+    jupytext.write(nb, tmp_path / "99_demo.ipynb")
+    assert any("error" in p for p in sync_chapters.pair_problems(src))
 
 
 def test_toc_lists_exactly_the_existing_chapters():

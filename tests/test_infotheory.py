@@ -5,11 +5,14 @@ ot.sliced_wasserstein_distance), torch.distributions, brute-force sums, Monte Ca
 numerical integration and closed forms; invariants (identities, monotonicity, bounds).
 """
 import math
+import re
+import sys
 
 import numpy as np
 import pytest
 import scipy.integrate
 import scipy.linalg
+import scipy.spatial
 import scipy.special
 import scipy.stats
 import torch
@@ -108,6 +111,54 @@ def test_mutual_information_extremes():
     _close(it.mutual_information(np.diag(p)), scipy.stats.entropy(p))  # X = Y
     _close(it.mutual_information(np.outer(p, [0.1, 0.9])), 0.0, atol=1e-12)  # independent
     _close(it.conditional_entropy(np.diag(p)), 0.0, atol=1e-12)
+
+
+def _zero_cases():
+    p = np.array([0.2, 0.3, 0.5])
+    dirac = np.array([0.0, 1.0, 0.0])
+    m, S = np.array([0.5, -1.0]), np.array([[2.0, 0.3], [0.3, 0.7]])
+    return {
+        "entropy(dirac)": lambda: it.entropy(dirac),
+        "entropy(dirac, bits)": lambda: it.entropy(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), base=2),
+        "binary_entropy(0, 1)": lambda: it.binary_entropy([0.0, 1.0]),
+        "joint_entropy(dirac)": lambda: it.joint_entropy(np.diag(dirac)),
+        "conditional_entropy(X = Y)": lambda: it.conditional_entropy(np.diag(p), given="x"),
+        "mutual_information(independent)": lambda: it.mutual_information(np.outer(p, [0.1, 0.9])),
+        "mutual_information(dirac)": lambda: it.mutual_information(np.diag(dirac)),
+        "cross_entropy(dirac, dirac)": lambda: it.cross_entropy(dirac, dirac),
+        "kl(p, p)": lambda: it.kl_divergence(p, p),
+        "renyi_0.5(p, p)": lambda: it.renyi_divergence(p, p, 0.5),
+        "renyi_inf(p, p)": lambda: it.renyi_divergence(p, p, math.inf),
+        "bhattacharyya_distance(p, p)": lambda: it.bhattacharyya_distance(p, p),
+        "hellinger(p, p)": lambda: it.hellinger(p, p),
+        "gaussian_kl(N, N)": lambda: it.gaussian_kl(m, S, m, S),
+        "gaussian_bhattacharyya_distance(N, N)": lambda: it.gaussian_bhattacharyya_distance(m, S, m, S),
+        "gaussian_hellinger(N, N)": lambda: it.gaussian_hellinger(m, S, m, S),
+        "gaussian_w2(N, N)": lambda: it.gaussian_w2(m, S, m, S),
+        "diag_kl(N(0, 1))": lambda: it.diag_gaussian_kl_to_standard(torch.zeros(3), logvar=torch.zeros(3)),
+        "wasserstein_exact(X, X)": lambda: it.wasserstein_exact(np.eye(3), np.eye(3)),
+    }
+
+
+@pytest.mark.parametrize("name", list(_zero_cases()))
+def test_zero_results_print_without_minus_sign(name):
+    # deterministic / identical inputs: +0.0, not -0.0 or -1e-17 (printed "-0.0000")
+    v = _zero_cases()[name]()
+    assert v.abs().max().item() <= 1e-7, name  # sqrt-type distances: sqrt(rounding)
+    assert not torch.signbit(v).any(), f"{name} = {v}"
+    minus = re.compile(r"(?<![eE])-")  # a minus sign, not an exponent's
+    assert not minus.search(str(v)) and not minus.search(repr(v.tolist())), f"{name}: {v}"
+    assert all("-" not in f"{x:.4f}" for x in v.reshape(-1).tolist())
+    if v.ndim == 0:
+        assert "-" not in f"{v:.4f}"
+
+
+def test_entropy_gradient_at_zero_probability():
+    # d/dp (-p log p) = -(1 + log p): +inf at p = 0 (one-sided), not nan
+    p = torch.tensor([0.0, 0.25, 0.75], dtype=torch.float64, requires_grad=True)
+    it.entropy(p).backward()
+    assert p.grad[0].item() == math.inf
+    _close(p.grad[1:], -(1 + np.log([0.25, 0.75])), rtol=1e-12)
 
 
 # ---------------------------------------------------------------- divergences
@@ -399,7 +450,7 @@ def test_sliced_wasserstein_invariants():
     assert sw.item() == pytest.approx(it.sliced_wasserstein(Y, X, n_projections=200, seed=0).item(), rel=1e-12)
     w2 = ot.emd2([], [], ot.dist(X, Y)) ** 0.5  # exact W2 by network simplex
     assert 0 < sw.item() <= w2 + 1e-12
-    _close(it.wasserstein_exact(X, Y, p=2), w2)  # our LP agrees with POT
+    _close(it.wasserstein_exact(X, Y, p=2, solver="highs"), w2)  # our LP (HiGHS, not POT) agrees with POT
     # seed 000 Algorithm 2 (mean of W2 over projections) <= SW_2 (power-mean inequality)
     theta = it.random_projections(3, 200, seed=0, dtype=torch.float64)
     per_proj = it.wasserstein_1d(torch.tensor(X @ theta.numpy()).T, torch.tensor(Y @ theta.numpy()).T, p=2)
@@ -470,29 +521,202 @@ def test_image_sliced_wasserstein_vs_pot():
     assert it.image_sliced_wasserstein(img1[0], img2, projections=theta).shape == (B,)
 
 
-def test_image_wasserstein_exact_vs_pot_and_translation():
+@pytest.mark.parametrize("solver", ["highs", "pot"])
+def test_image_wasserstein_exact_vs_pot_and_translation(solver):
     rng = np.random.default_rng(11)
     H, W = 6, 6
     img1, img2 = rng.random((H, W)), rng.random((H, W))
     img2[rng.random((H, W)) < 0.4] = 0.0
     g = _grid(H, W)
     a, b = img1.ravel() / img1.sum(), img2.ravel() / img2.sum()
-    for p in (1, 2):
-        ref = ot.emd2(a, b, ot.dist(g, g, metric="euclidean") ** p) ** (1 / p)
-        _close(it.image_wasserstein_exact(img1, img2, p=p), ref)
-    exact = it.image_wasserstein_exact(img1, img2)
+    if solver == "highs":  # the POT oracle checks the HiGHS LP (the POT path is checked against HiGHS)
+        for p in (1, 2):
+            ref = ot.emd2(a, b, ot.dist(g, g, metric="euclidean") ** p) ** (1 / p)
+            _close(it.image_wasserstein_exact(img1, img2, p=p, solver="highs"), ref)
+    exact = it.image_wasserstein_exact(img1, img2, solver=solver)
     assert it.image_sliced_wasserstein(img1, img2, n_projections=100, seed=0).item() <= exact.item() + 1e-12
     # a pattern translated by (1, 2) pixels: W_p = sqrt(5) for every p; SW_2 = sqrt(5 / 2) in expectation
     pat = np.zeros((H, W))
     pat[1:3, 0:3] = rng.random((2, 3))
     moved = np.roll(pat, (1, 2), axis=(0, 1))
     for p in (1, 2, 3):
-        assert it.image_wasserstein_exact(pat, moved, p=p).item() == pytest.approx(math.sqrt(5), rel=1e-7)
+        w = it.image_wasserstein_exact(pat, moved, p=p, solver=solver)
+        assert w.item() == pytest.approx(math.sqrt(5), rel=1e-7)
     swt = it.image_sliced_wasserstein(pat, moved, n_projections=20_000, seed=1)
     assert swt.item() == pytest.approx(math.sqrt(2.5), rel=0.02)
-    batch = it.image_wasserstein_exact(np.stack([img1, pat]), np.stack([img2, moved]))
+    batch = it.image_wasserstein_exact(np.stack([img1, pat]), np.stack([img2, moved]), solver=solver)
     assert batch.shape == (2,)
     _close(batch, [exact.item(), math.sqrt(5)])
+
+
+# ---------------------------------------------------------------- exact OT solvers (POT vs HiGHS)
+
+
+def _check_plan(plan, a, b, C, w, p):
+    plan = plan.numpy()
+    assert plan.min() >= -1e-12
+    np.testing.assert_allclose(plan.sum(1), a, atol=1e-9)
+    np.testing.assert_allclose(plan.sum(0), b, atol=1e-9)
+    assert (plan * C).sum() == pytest.approx(w.item() ** p, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_wasserstein_exact_pot_and_highs_agree(seed, p):
+    rng = np.random.default_rng(seed)
+    n, m, d = 12 + seed, 9, 3
+    X, Y = rng.normal(size=(n, d)), rng.normal(0.5, 1.5, size=(m, d))
+    xw, yw = rng.random(n), rng.random(m)
+    a, b = xw / xw.sum(), yw / yw.sum()
+    C = scipy.spatial.distance.cdist(X, Y) ** p
+    w_hi, plan_hi = it.wasserstein_exact(X, Y, xw, yw, p=p, solver="highs", return_plan=True)
+    w_pot, plan_pot = it.wasserstein_exact(X, Y, xw, yw, p=p, solver="pot", return_plan=True)
+    assert w_pot.shape == () and w_pot.dtype == torch.float64 and plan_pot.shape == (n, m)
+    assert abs(w_pot.item() - w_hi.item()) <= 1e-7
+    _check_plan(plan_hi, a, b, C, w_hi, p)
+    _check_plan(plan_pot, a, b, C, w_pot, p)
+    # random costs: the optimal plan is unique, so both solvers return it
+    np.testing.assert_allclose(plan_pot.numpy(), plan_hi.numpy(), atol=1e-7)
+    assert it.wasserstein_exact(X, Y, xw, yw, p=p).item() == pytest.approx(w_pot.item(), abs=1e-12)  # auto
+    # float32 in, float32 out, same semantics
+    w32 = it.wasserstein_exact(torch.tensor(X, dtype=torch.float32), torch.tensor(Y, dtype=torch.float32), p=p)
+    assert w32.dtype == torch.float32
+
+
+def test_image_wasserstein_exact_solvers_agree_on_images():
+    rng = np.random.default_rng(12)
+    B, H, W = 3, 7, 8
+    img1, img2 = rng.random((B, H, W)), rng.random((B, H, W))
+    img1[rng.random((B, H, W)) < 0.3] = 0.0
+    img2[:, :2] = 0.0
+    for p in (1, 2):
+        hi = it.image_wasserstein_exact(img1, img2, p=p, solver="highs")
+        pot = it.image_wasserstein_exact(img1, img2, p=p, solver="pot")
+        assert hi.shape == pot.shape == (B,)
+        assert (pot - hi).abs().max().item() <= 1e-7
+        _close(it.image_wasserstein_exact(img1, img2, p=p, coords="unit", solver="pot"), pot.numpy() / (max(H, W) - 1))
+
+
+def test_exact_solver_choice_and_errors(monkeypatch):
+    X, Y = np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([[0.0, 2.0]])
+    for solver in ("simplex", "", None, 1):
+        with pytest.raises(ValueError, match="solver must be"):
+            it.wasserstein_exact(X, Y, solver=solver)
+    with pytest.raises(ValueError, match="solver must be"):
+        it.image_wasserstein_exact(np.ones((2, 2)), np.ones((2, 2)), solver="ot")
+    expected = math.sqrt(4.5)  # half the mass moves 2, half moves sqrt(5): W2^2 = (4 + 5) / 2
+    # POT made unimportable: "pot" fails clearly, "auto" falls back to HiGHS
+    monkeypatch.setitem(sys.modules, "ot", None)
+    with pytest.raises(ImportError, match='solver="pot" needs the POT package'):
+        it.wasserstein_exact(X, Y, solver="pot")
+    with pytest.raises(ImportError, match="POT"):
+        it.image_wasserstein_exact(np.eye(3), np.ones((3, 3)), solver="pot")
+    assert it.wasserstein_exact(X, Y, solver="auto").item() == pytest.approx(expected, rel=1e-12)
+    assert it.wasserstein_exact(X, Y, solver="HiGHS").item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_pot_non_optimal_exit_is_an_error(monkeypatch):
+    rng = np.random.default_rng(13)
+    X, Y = rng.normal(size=(30, 2)), rng.normal(size=(30, 2))
+    monkeypatch.setattr(it, "_POT_NUM_ITERMAX", 2)  # stop POT's simplex long before optimality
+    with pytest.raises(RuntimeError, match="did not reach optimality"):
+        it.wasserstein_exact(X, Y, solver="pot")
+    assert it.wasserstein_exact(X, Y, solver="highs").item() > 0
+
+
+# ---------------------------------------------------------------- blocked 1-D solver
+
+
+@pytest.fixture
+def tiny_blocks(monkeypatch):
+    """Force the blocked paths of the weighted 1-D solver on small problems."""
+
+    def set_blocks(n_elements):
+        monkeypatch.setattr(it, "_BLOCK_ELEMENTS_CPU", n_elements)
+        monkeypatch.setattr(it, "_BLOCK_ELEMENTS_GPU", n_elements)
+
+    return set_blocks
+
+
+@pytest.mark.parametrize("block", [60, 300])  # 60: blocks of projections within a pair; 300: whole pairs
+def test_image_sliced_wasserstein_blocked_matches_unblocked(tiny_blocks, block):
+    rng = np.random.default_rng(14)
+    img1 = torch.tensor(rng.random((2, 3, 4, 5)))  # batch (2, 3), n = 20 pixels
+    img2 = torch.tensor(rng.random((3, 4, 5)))
+    img1[0, 0, :2] = 0.0  # zero masses: ties in the cumulative weights
+    theta = it.random_projections(2, 7, seed=0, dtype=torch.float64)
+
+    def value_and_grads():
+        a, b = img1.clone().requires_grad_(), img2.clone().requires_grad_()
+        v = it.image_sliced_wasserstein(a, b, projections=theta, p=1.5)
+        v.sum().backward()
+        return v.detach(), a.grad, b.grad
+
+    ref = value_and_grads()
+    tiny_blocks(block)
+    out = value_and_grads()
+    assert out[0].shape == (2, 3)
+    for r, o in zip(ref, out):
+        assert (r - o).abs().max().item() <= 1e-12
+    # each pair against POT's sliced distance with the same projections
+    g = _grid(4, 5)
+    for i in range(2):
+        for j in range(3):
+            a, b = img1[i, j].numpy().ravel(), img2[j].numpy().ravel()
+            pot = ot.sliced_wasserstein_distance(g, g, a / a.sum(), b / b.sum(), p=1.5, projections=theta.numpy())
+            assert out[0][i, j].item() == pytest.approx(pot, rel=1e-9)
+    th2 = it.random_projections(2, 3, seed=1, dtype=torch.float64)
+    x = torch.rand(2, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).add(0.1).requires_grad_()
+    y = torch.rand(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).add(0.1)
+    tiny_blocks(13)  # 1 row per block
+    assert torch.autograd.gradcheck(lambda t: it.image_sliced_wasserstein(t, y, projections=th2), (x,))
+
+
+def test_weighted_1d_blocked_matches_unblocked_and_pot(tiny_blocks):
+    rng = np.random.default_rng(15)
+    u, v = rng.normal(size=(5, 9)), rng.normal(size=(5, 6))
+    uw, vw = rng.random((5, 9)), rng.random((5, 6))
+    uw[:, :2] = 0.0  # zero weights: ties inside the cumulative weights
+    vw[:, 0] = 0.0
+    X, Y = rng.normal(size=(11, 3)), rng.normal(size=(8, 3))
+    xw, yw = rng.random(11), rng.random(8)
+    theta = it.random_projections(3, 6, seed=2, dtype=torch.float64)
+    ref_1d = it.wasserstein_1d(u, v, uw, vw, p=2)
+    ref_sw = it.sliced_wasserstein(X, Y, x_weights=xw, y_weights=yw, projections=theta, p=3)
+    ref_h = it.wasserstein_1d_hist(uw, np.abs(vw[:, :1]) + uw[::-1], p=2)
+    tiny_blocks(40)  # 2 rows of 9 + 6 (or 19 + 19) per block
+    assert (it.wasserstein_1d(u, v, uw, vw, p=2) - ref_1d).abs().max().item() <= 1e-12
+    sw = it.sliced_wasserstein(X, Y, x_weights=xw, y_weights=yw, projections=theta, p=3)
+    assert abs(sw.item() - ref_sw.item()) <= 1e-12
+    assert (it.wasserstein_1d_hist(uw, np.abs(vw[:, :1]) + uw[::-1], p=2) - ref_h).abs().max().item() <= 1e-12
+    for i in range(5):
+        a, b = uw[i] / uw[i].sum(), vw[i] / vw[i].sum()
+        exact = ot.emd2(a, b, (u[i][:, None] - v[i][None, :]) ** 2) ** 0.5  # LP oracle
+        assert ref_1d[i].item() == pytest.approx(exact, rel=1e-9)
+
+
+def test_weighted_1d_ties_between_the_two_measures():
+    # equal cumulative weights on both sides (every breakpoint tied), zero weights and
+    # repeated values: the merge must still integrate the right quantile pieces
+    u = np.array([0.0, 1.0, 1.0, 3.0, 7.0])
+    v = np.array([-2.0, 0.5, 4.0, 4.0, 10.0])
+    w = np.array([0.25, 0.0, 0.25, 0.25, 0.25])
+    for p in (1, 2, 3):
+        exact = ot.emd2(w, w, np.abs(u[:, None] - v[None, :]) ** p) ** (1 / p)
+        assert it.wasserstein_1d(u, v, w, w, p=p).item() == pytest.approx(exact, rel=1e-12)
+        w2 = np.array([0.5, 0.0, 0.0, 0.25, 0.25])
+        exact = ot.emd2(w, w2, np.abs(u[:, None] - v[None, :]) ** p) ** (1 / p)
+        assert it.wasserstein_1d(u, v, w, w2, p=p).item() == pytest.approx(exact, rel=1e-12)
+
+
+def test_image_sliced_wasserstein_batched_equals_loop():
+    rng = np.random.default_rng(16)
+    img1, img2 = torch.tensor(rng.random((6, 9, 9))), torch.tensor(rng.random((6, 9, 9)))
+    img1[img1 < 0.3] = 0.0
+    theta = it.random_projections(2, 40, seed=3, dtype=torch.float64)
+    batched = it.image_sliced_wasserstein(img1, img2, projections=theta)
+    loop = torch.stack([it.image_sliced_wasserstein(a, b, projections=theta) for a, b in zip(img1, img2)])
+    assert (batched - loop).abs().max().item() <= 1e-12
 
 
 # ---------------------------------------------------------------- gradients
@@ -505,6 +729,11 @@ def test_gradcheck():
     q = torch.softmax(torch.randn(3, 5, generator=g, **dd), -1).requires_grad_()
     # perturbations leave the simplex: validate with a loose atol
     assert torch.autograd.gradcheck(lambda a: it.entropy(a, atol=1e-3), (p,))
+    pxy = torch.softmax(torch.randn(2, 12, generator=g, **dd), -1).reshape(2, 3, 4).requires_grad_()
+    for f in (it.joint_entropy, it.mutual_information, it.conditional_entropy):
+        assert torch.autograd.gradcheck(lambda t: f(t, atol=1e-3), (pxy,))
+    assert torch.autograd.gradcheck(it.binary_entropy, (p.detach()[0].clone().requires_grad_(),))
+    assert torch.autograd.gradcheck(lambda a, b: it.cross_entropy(a, b, atol=1e-3), (p, q))
     assert torch.autograd.gradcheck(lambda a, b: it.kl_divergence(a, b, atol=1e-3), (p, q))
     assert torch.autograd.gradcheck(lambda a, b: it.renyi_divergence(a, b, 2.5, atol=1e-3), (p, q))
     u = torch.randn(2, 7, generator=g, **dd).requires_grad_()

@@ -57,6 +57,8 @@ def pair_problems(src: Path) -> list[str]:
     code = [c for c in b.cells if c.cell_type == "code"]
     if code and not any(c.get("outputs") for c in code):
         problems.append(f"{ipynb.name} has no outputs: run `python tools/sync_chapters.py --execute`")
+    if any(o.get("output_type") == "error" for c in code for o in c.get("outputs", [])):
+        problems.append(f"{ipynb.name} has an error in its committed outputs")
     return problems
 
 
