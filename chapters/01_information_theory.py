@@ -96,8 +96,10 @@ info = rk.infotheory
 # $X\in\mathcal{X}$ is its average surprisal:
 #
 # $$
-# H(X) = \mathbb{E}\big[-\log_2 P_X(X)\big] = -\sum_{x\in\mathcal{X}} P_X(x)\log_2 P_X(x),
-# \qquad 0\log 0 = 0 .
+# \begin{aligned}
+# H(X) &= \mathbb{E}\big[-\log_2 P_X(X)\big] \\
+#      &= -\sum_{x\in\mathcal{X}} P_X(x)\log_2 P_X(x), \qquad 0\log 0 = 0 .
+# \end{aligned}
 # $$ (eq-01-entropy)
 #
 # It depends only on the probabilities, so we also write $H(P_X)$. With natural logarithms
@@ -124,8 +126,7 @@ examples = {
     "uniform on 10": np.full(10, 0.1),
 }
 for name, p in examples.items():
-    # + 0.0 turns -0.0 into 0.0: no "-0.0000"
-    h_bits, h_nats = info.entropy(p, base=2) + 0.0, info.entropy(p) + 0.0
+    h_bits, h_nats = info.entropy(p, base=2), info.entropy(p)
     print(f"H({name}) = {h_bits:.4f} bits = {h_nats:.4f} nats  "
           f"(log2 |X| = {math.log2(len(p)):.4f})")
 
@@ -161,8 +162,10 @@ plt.show()
 # entropy of $X$ once $Y$ is known:
 #
 # $$
-# H(X,Y) = -\sum_{x,y}P_{XY}(x,y)\log P_{XY}(x,y), \qquad
-# H(X|Y) = \sum_y P_Y(y)\,H\big(P_{X|Y=y}\big).
+# \begin{aligned}
+# H(X,Y) &= -\sum_{x,y}P_{XY}(x,y)\log P_{XY}(x,y), \\
+# H(X|Y) &= \sum_y P_Y(y)\,H\big(P_{X|Y=y}\big).
+# \end{aligned}
 # $$ (eq-01-joint-conditional)
 #
 # If $X=Y$, then $H(X|Y)=0$; if $X$ and $Y$ are independent, $H(X|Y)=H(X)$. Writing
@@ -176,8 +179,10 @@ plt.show()
 # The **mutual information** is the reduction of uncertainty on $X$ brought by $Y$:
 #
 # $$
-# I(X;Y) = H(X) - H(X|Y) = H(X)+H(Y)-H(X,Y)
-# = \sum_{x,y}P_{XY}(x,y)\log\frac{P_{XY}(x,y)}{P_X(x)P_Y(y)} .
+# \begin{aligned}
+# I(X;Y) &= H(X) - H(X|Y) = H(X)+H(Y)-H(X,Y) \\
+#        &= \sum_{x,y}P_{XY}(x,y)\log\frac{P_{XY}(x,y)}{P_X(x)P_Y(y)} .
+# \end{aligned}
 # $$ (eq-01-mutual-information)
 #
 # It is symmetric, equals $H(X)$ when $X=Y$ and $0$ when $X$ and $Y$ are independent. A
@@ -255,8 +260,10 @@ plt.show()
 # distributions $P$ and $Q$ on $\mathcal{X}$ is
 #
 # $$
-# D(P\|Q) = \sum_{x\in\mathcal{X}} P(x)\log\frac{P(x)}{Q(x)},
-# \qquad D(P\|Q)=+\infty \text{ if } P(x)>0=Q(x) \text{ for some } x .
+# \begin{aligned}
+# D(P\|Q) &= \sum_{x\in\mathcal{X}} P(x)\log\frac{P(x)}{Q(x)}, \\
+# D(P\|Q) &= +\infty \text{ if } P(x)>0=Q(x) \text{ for some } x .
+# \end{aligned}
 # $$ (eq-01-kl)
 #
 # Its properties (seed 000, Remark 2, Prop. 3):
@@ -271,8 +278,10 @@ plt.show()
 # uniform distribution on $\mathcal{X}$:
 #
 # $$
-# I(X;Y) = D(P_{XY}\|P_X\times P_Y), \qquad
-# H(X) = \log|\mathcal{X}| - D(P_X\|\,\mathcal{U}_{\mathcal{X}}),
+# \begin{aligned}
+# I(X;Y) &= D(P_{XY}\|P_X\times P_Y), \\
+# H(X) &= \log|\mathcal{X}| - D(P_X\|\,\mathcal{U}_{\mathcal{X}}),
+# \end{aligned}
 # $$ (eq-01-kl-identities)
 #
 # hence $I(X;Y)\ge0$, $H(X)\ge H(X|Y)$ and $H(X)+H(Y)\ge H(X,Y)$ (seed 000, Corollary 1).
@@ -337,9 +346,11 @@ print(f"H(onehot, softmax) = {ce_ours.item():.4f} = "
 # eq. (4)) defines, following {cite}`atar2015robust`,
 #
 # $$
-# D^{\text{(001)}}_\alpha(\mu\|\nu) = \frac{1}{\alpha(\alpha-1)}
-# \log\mathbb{E}_\mu\Big[\Big(\frac{d\nu}{d\mu}\Big)^{1-\alpha}\Big]
-# = \frac{D_\alpha(\mu\|\nu)}{\alpha},
+# \begin{aligned}
+# D^{\text{(001)}}_\alpha(\mu\|\nu)
+#   &= \frac{1}{\alpha(\alpha-1)}\log\mathbb{E}_\mu\Big[\Big(\frac{d\nu}{d\mu}\Big)^{1-\alpha}\Big] \\
+#   &= \frac{D_\alpha(\mu\|\nu)}{\alpha},
+# \end{aligned}
 # $$ (eq-01-renyi-seed)
 #
 # since $\mathbb{E}_\mu[(\nu/\mu)^{1-\alpha}]=\sum\mu^\alpha\nu^{1-\alpha}$. This is why the
@@ -430,16 +441,20 @@ print(f"-2 log BC = {-2 * math.log(info.bhattacharyya(p, q)):.4f};  "
 # $\int p(y|z)\log p(y|z)\,dy\ge\int p(y|z)\log q(y|z)\,dy$, hence
 #
 # $$
-# I(Z;Y)=\int p(y,z)\log\frac{p(y|z)}{p(y)}\,dy\,dz
-# \;\ge\; \int p(x)p(y|x)p(z|x)\log q(y|z)\,dx\,dy\,dz + H(Y).
+# \begin{aligned}
+# I(Z;Y) &= \int p(y,z)\log\frac{p(y|z)}{p(y)}\,dy\,dz \\
+#        &\ge \int p(x)p(y|x)p(z|x)\log q(y|z)\,dx\,dy\,dz + H(Y).
+# \end{aligned}
 # $$ (eq-01-vib-relevance)
 #
 # *Compression.* For any prior $r(z)$, $D(p(z)\|r(z))\ge0$ gives
 # $\int p(z)\log p(z)\,dz\ge\int p(z)\log r(z)\,dz$, hence
 #
 # $$
-# I(Z;X) = \int p(x,z)\log\frac{p(z|x)}{p(z)}\,dx\,dz
-# \;\le\; \int p(x)\,D\big(p(Z|x)\,\|\,r(Z)\big)\,dx .
+# \begin{aligned}
+# I(Z;X) &= \int p(x,z)\log\frac{p(z|x)}{p(z)}\,dx\,dz \\
+#        &\le \int p(x)\,D\big(p(Z|x)\,\|\,r(Z)\big)\,dx .
+# \end{aligned}
 # $$ (eq-01-vib-compression)
 #
 # Replacing $p(x,y)$ by the empirical distribution of the data $(x_n,y_n)_{n\le N}$,
@@ -587,9 +602,11 @@ plt.show()
 # directions $\theta$ of the unit sphere $S^{d-1}$ and averages
 #
 # $$
-# SW_p(\mu,\nu) = \Big(\int_{S^{d-1}}
-# W_p^p\big(\theta_\#\mu,\theta_\#\nu\big)\,d\sigma(\theta)\Big)^{1/p},
-# \qquad \theta_\#\mu = \text{law of } \langle\theta, X\rangle,\ X\sim\mu .
+# \begin{aligned}
+# SW_p(\mu,\nu) &= \Big(\int_{S^{d-1}} W_p^p\big(\theta_\#\mu,\theta_\#\nu\big)\,
+#                  d\sigma(\theta)\Big)^{1/p}, \\
+# \theta_\#\mu &= \text{law of } \langle\theta, X\rangle,\ X\sim\mu .
+# \end{aligned}
 # $$ (eq-01-sliced)
 #
 # It is a distance, and $SW_p\le W_p$ because a projection is 1-Lipschitz. The Monte-Carlo
@@ -625,16 +642,20 @@ print(f"exact W_2              = {w2:.4f}  (>= SW_2)")
 # the **Bhattacharyya distance** is its negative logarithm:
 #
 # $$
-# BC(p,q) = \sum_x\sqrt{p(x)q(x)} \quad\Big(\text{or }\int\sqrt{p(x)q(x)}\,dx\Big),
-# \qquad D_B(p,q) = -\log BC(p,q).
+# \begin{aligned}
+# BC(p,q) &= \sum_x\sqrt{p(x)q(x)} \quad\Big(\text{or }\int\sqrt{p(x)q(x)}\,dx\Big), \\
+# D_B(p,q) &= -\log BC(p,q).
+# \end{aligned}
 # $$ (eq-01-bhattacharyya)
 #
 # The **Hellinger distance** {cite}`hellinger1909neue` (seed 000, Def. 12-13; the seed
 # writes it $H$, we write $\mathrm{Hel}$ to avoid a clash with entropies) is
 #
 # $$
-# \mathrm{Hel}^2(p,q) = \frac12\sum_x\big(\sqrt{p(x)}-\sqrt{q(x)}\big)^2
-# \quad\Big(\text{or }\frac12\int\big(\sqrt{p(x)}-\sqrt{q(x)}\big)^2dx\Big).
+# \begin{aligned}
+# \mathrm{Hel}^2(p,q) &= \frac12\sum_x\big(\sqrt{p(x)}-\sqrt{q(x)}\big)^2 \\
+# &\Big(\text{or }\frac12\int\big(\sqrt{p(x)}-\sqrt{q(x)}\big)^2dx\Big).
+# \end{aligned}
 # $$ (eq-01-hellinger)
 #
 # Expanding the square, $\frac12\big(\sum p+\sum q-2\sum\sqrt{pq}\big)=1-BC$, which is seed
@@ -675,14 +696,19 @@ print(f"disjoint supports: BC = {info.bhattacharyya(p_left, p_right):.1f}, "
 # $\tfrac12\log\big((2\pi e)^d\det\Sigma\big)$, and
 #
 # $$
-# D(\mathcal{N}_1\|\mathcal{N}_2) = \tfrac12\Big[\operatorname{tr}(\Sigma_2^{-1}\Sigma_1)
-# + (m_2-m_1)^\top\Sigma_2^{-1}(m_2-m_1) - d + \log\frac{\det\Sigma_2}{\det\Sigma_1}\Big],
+# \begin{aligned}
+# D(\mathcal{N}_1\|\mathcal{N}_2) = \tfrac12\Big[&\operatorname{tr}(\Sigma_2^{-1}\Sigma_1)
+#   + (m_2-m_1)^\top\Sigma_2^{-1}(m_2-m_1) \\
+#   &- d + \log\frac{\det\Sigma_2}{\det\Sigma_1}\Big],
+# \end{aligned}
 # $$ (eq-01-gauss-kl)
 #
 # $$
-# D_B = \tfrac18(m_1-m_2)^\top\Sigma^{-1}(m_1-m_2)
-# + \tfrac12\log\frac{\det\Sigma}{\sqrt{\det\Sigma_1\det\Sigma_2}},
-# \quad \Sigma=\tfrac{\Sigma_1+\Sigma_2}{2}, \quad \mathrm{Hel}=\sqrt{1-e^{-D_B}},
+# \begin{aligned}
+# D_B &= \tfrac18(m_1-m_2)^\top\Sigma^{-1}(m_1-m_2)
+#        + \tfrac12\log\frac{\det\Sigma}{\sqrt{\det\Sigma_1\det\Sigma_2}}, \\
+# \Sigma &= \tfrac{\Sigma_1+\Sigma_2}{2}, \qquad \mathrm{Hel}=\sqrt{1-e^{-D_B}},
+# \end{aligned}
 # $$ (eq-01-gauss-bhattacharyya)
 #
 # $$
