@@ -81,7 +81,7 @@ print(f"budget {budget.name}: {N_TRAIN} training images, {N_TEST} test images, "
 #   GPU* for the paper-scale budget.
 # - **Your laptop**: clone the repository and run `bash scripts/test.sh` once; it creates
 #   the virtual environment `.venv` with everything installed. Then
-#   `.venv/bin/jupyter lab chapters/`.
+#   `.venv/bin/pip install jupyterlab` and `.venv/bin/jupyter lab chapters/`.
 #
 # Each chapter adapts its size to a **budget**, read once from the environment variable
 # `ROBUSTKIT_BUDGET`: `smoke` (seconds, for automated tests), `cpu` (a few minutes on a
