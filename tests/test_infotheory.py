@@ -40,6 +40,14 @@ def _spd(rng, d, batch=()):
     return A @ np.swapaxes(A, -1, -2) + 0.5 * np.eye(d)
 
 
+def _gaussian_pair(seed, d):
+    """Two random Gaussians (m1, S1, m2, S2) in dimension d, drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    m1, m2 = rng.normal(size=d), rng.normal(size=d)
+    S1, S2 = _spd(rng, d), _spd(rng, d)
+    return m1, S1, m2, S2
+
+
 def _close(a, b, **kw):
     np.testing.assert_allclose(np.asarray(torch.as_tensor(a).detach().cpu(), dtype=float), b, **{**TOL, **kw})
 
@@ -266,10 +274,8 @@ def test_gaussian_kl_entropy_vs_torch_distributions(seed):
 
 
 def test_gaussian_kl_monte_carlo():
-    rng = np.random.default_rng(5)
     d = 3
-    m1, m2 = rng.normal(size=d), rng.normal(size=d)
-    S1, S2 = _spd(rng, d), _spd(rng, d)
+    m1, S1, m2, S2 = _gaussian_pair(5, d)
     P = MultivariateNormal(torch.tensor(m1), torch.tensor(S1))
     Q = MultivariateNormal(torch.tensor(m2), torch.tensor(S2))
     torch.manual_seed(0)
@@ -285,10 +291,8 @@ def test_gaussian_kl_monte_carlo():
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_gaussian_hellinger_and_bhattacharyya(seed):
-    rng = np.random.default_rng(seed)
     d = 3
-    m1, m2 = rng.normal(size=d), rng.normal(size=d)
-    S1, S2 = _spd(rng, d), _spd(rng, d)
+    m1, S1, m2, S2 = _gaussian_pair(seed, d)
     S = (S1 + S2) / 2
     diff = m1 - m2
     bc = (
@@ -323,10 +327,8 @@ def test_gaussian_1d_closed_forms(m1, s1, m2, s2):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_gaussian_w2_vs_scipy_sqrtm_and_psd(seed):
-    rng = np.random.default_rng(seed)
     d = 4
-    m1, m2 = rng.normal(size=d), rng.normal(size=d)
-    S1, S2 = _spd(rng, d), _spd(rng, d)
+    m1, S1, m2, S2 = _gaussian_pair(seed, d)
     r = scipy.linalg.sqrtm(S2).real
     w2 = np.sum((m1 - m2) ** 2) + np.trace(S1 + S2 - 2 * scipy.linalg.sqrtm(r @ S1 @ r).real)
     _close(it.gaussian_w2(m1, S1, m2, S2, squared=True), w2)
