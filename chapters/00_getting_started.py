@@ -311,8 +311,8 @@ widgets.interact(show_noisy, index=widgets.IntSlider(0, 0, len(test.images) - 1)
 # number of parameters and its test accuracy with the convolutional network.
 
 # %%
-# Your answer here: build, train and evaluate rk.DenseMLP().
-dense = None
+# Your answer here: build, train and evaluate rk.DenseMLP(); keep its test accuracy.
+dense, dense_acc = None, None
 
 # %% tags=["solution", "hide-input"]
 rk.seed_everything(SEED)
@@ -324,6 +324,18 @@ for name, net, acc in [("DenseMLP", dense, dense_acc),
     n_params = rk.count_parameters(net)
     print(f"{name:>12}: {n_params:>8,} parameters, test accuracy {acc:.2%}")
 
+# %% tags=["exercise-check"]
+# Check exercise 0.1
+assert isinstance(dense, rk.DenseMLP), "dense should be an rk.DenseMLP"
+assert rk.count_parameters(dense) == 269_322, "use the default DenseMLP()"
+assert 0.0 <= dense_acc <= 1.0, "dense_acc is an accuracy in [0, 1]"
+
+# %% tags=["exercise-check", "hidden", "remove-cell"]
+# Check exercise 0.1
+_acc = rk.evaluate(dense, test_loader, device=device)["accuracy"]
+assert abs(_acc - dense_acc) < 1e-6, "dense_acc is not the test accuracy of dense"
+assert _acc > 0.3, "the dense network is not trained"
+
 # %% [markdown]
 # **Exercise 0.2 (which one is more robust to noise?).** {cite}`darrin2020notion` (§7.3.3)
 # argues that dense networks are less robust than convolutional ones because they put
@@ -332,6 +344,7 @@ for name, net, acc in [("DenseMLP", dense, dense_acc),
 
 # %%
 # Your answer here: reuse `accuracy_under_noise` and `sigmas` from section 0.5.
+dense_noise_acc = None
 
 # %% tags=["solution", "hide-input"]
 dense_noise_acc = accuracy_under_noise(dense, sigmas)
@@ -341,23 +354,49 @@ rk.plot.plot_curves({"MnistConvNet": (sigmas, noise_acc),
                     title="Convolutional vs dense under Gaussian noise")
 plt.show()
 
+# %% tags=["exercise-check"]
+# Check exercise 0.2
+assert len(dense_noise_acc) == len(sigmas), "one accuracy per noise level"
+assert all(0.0 <= a <= 1.0 for a in dense_noise_acc)
+
+# %% tags=["exercise-check", "hidden", "remove-cell"]
+# Check exercise 0.2
+_expected = accuracy_under_noise(dense, sigmas)
+assert all(abs(a - b) < 1e-6 for a, b in zip(dense_noise_acc, _expected)), \
+    "dense_noise_acc should be the dense network's accuracy at each sigma"
+
 # %% [markdown]
 # **Exercise 0.3 (the most confused pair).** From the confusion matrix, find the pair of
 # distinct digits $(i, j)$ most often confused in either direction, and show up to eight
 # test images of that pair that the model gets wrong.
 
 # %%
-# Your answer here.
+# Your answer here: the pair as a tuple `pair = (i, j)` with i < j.
+pair = None
 
 # %% tags=["solution", "hide-input"]
 off = (confusion + confusion.T).fill_diagonal_(0)
 i, j = divmod(int(off.argmax()), 10)
+pair = (min(i, j), max(i, j))
 print(f"most confused pair: {i} and {j} ({int(off[i, j])} test mistakes)")
 mask = ((test.labels == i) & (pred == j)) | ((test.labels == j) & (pred == i))
 idx = mask.nonzero().flatten()[:8]
 if len(idx):
     rk.plot.image_grid(test.images[idx], labels=test.labels[idx], preds=pred[idx])
     plt.show()
+
+# %% tags=["exercise-check"]
+# Check exercise 0.3
+assert isinstance(pair, tuple) and len(pair) == 2 and pair[0] < pair[1]
+
+# %% tags=["exercise-check", "hidden", "remove-cell"]
+# Check exercise 0.3
+_mistakes = {}
+for _t, _p in zip(test.labels.tolist(), pred.tolist()):
+    if _t != _p:
+        _key = (min(_t, _p), max(_t, _p))
+        _mistakes[_key] = _mistakes.get(_key, 0) + 1
+assert _mistakes.get(pair, 0) == max(_mistakes.values()), "not the most confused pair"
 
 # %% [markdown]
 # ## References

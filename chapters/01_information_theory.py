@@ -967,8 +967,8 @@ plt.show()
 # in a single batched call of each function. What is the largest absolute error?
 
 # %%
-# Your answer here: draw P with shape (1000, 6), compute both sides, compare.
-P = None
+# Your answer here: draw P with shape (1000, 6), compute both sides `lhs` and `rhs`.
+P, lhs, rhs = None, None, None
 
 # %% tags=["solution", "hide-input"]
 P = torch.distributions.Dirichlet(torch.ones(6, dtype=torch.float64)).sample((1000,))
@@ -976,6 +976,19 @@ U = torch.full((6,), 1 / 6, dtype=torch.float64)
 lhs = info.entropy(P)
 rhs = math.log(6) - info.kl_divergence(P, U)       # U broadcasts against the batch
 print(f"largest |H(P) - (log 6 - D(P||U))| = {(lhs - rhs).abs().max():.2e} nats")
+
+# %% tags=["exercise-check"]
+# Check exercise 1.1
+assert P.shape == (1000, 6) and torch.allclose(P.sum(1), torch.ones(1000, dtype=P.dtype))
+assert lhs.shape == rhs.shape == (1000,)
+assert torch.allclose(lhs, rhs, atol=1e-6), "the identity should hold to float precision"
+
+# %% tags=["exercise-check", "hidden", "remove-cell"]
+# Check exercise 1.1
+_P = P.double()
+_h = -(_P * _P.clamp_min(1e-300).log()).sum(1)
+assert torch.allclose(lhs.double(), _h, atol=1e-6), "lhs should be H(P) in nats"
+assert P.std(0).min() > 0.05, "draw 1000 different random distributions"
 
 # %% [markdown]
 # **Exercise 1.2 (Rényi of order 1/2).** Show that
@@ -985,7 +998,9 @@ print(f"largest |H(P) - (log 6 - D(P||U))| = {(lhs - rhs).abs().max():.2e} nats"
 # $D_{1/2}$ in terms of $D_B$?
 
 # %%
-# Your answer here.
+# Your answer here: `d_half` (Rényi of order 1/2) and `d_b` (Bhattacharyya distance)
+# for 200 random pairs (Pa, Pb) over 5 outcomes.
+Pa, Pb, d_half, d_b = None, None, None, None
 
 # %% tags=["solution", "hide-input"]
 # D_{1/2} = 1/(1/2 - 1) log sum p^{1/2} q^{1/2} = -2 log BC(P, Q);
@@ -998,6 +1013,16 @@ d_b = info.bhattacharyya_distance(Pa, Pb)
 print(f"max |D_1/2 - 2 D_B| = {(d_half - 2 * d_b).abs().max():.2e}")
 print(f"max |D_1/2 (seed001) - 4 D_B| = {(d_half_001 - 4 * d_b).abs().max():.2e}")
 
+# %% tags=["exercise-check"]
+# Check exercise 1.2
+assert d_half.shape == d_b.shape == (200,)
+assert torch.allclose(d_half, 2 * d_b, atol=1e-6), "D_1/2 should equal 2 D_B"
+
+# %% tags=["exercise-check", "hidden", "remove-cell"]
+# Check exercise 1.2
+_bc = (Pa.double() * Pb.double()).sqrt().sum(-1)
+assert torch.allclose(d_b.double(), -_bc.log(), atol=1e-6), "d_b should be -log BC(Pa, Pb)"
+
 # %% [markdown]
 # **Exercise 1.3 (Gaussian $W_2$ in one dimension).** Using {eq}`eq-01-wasserstein-1d` with
 # $F^{-1}_{\mathcal{N}(m,\sigma^2)}(t)=m+\sigma\Phi^{-1}(t)$, show that
@@ -1006,7 +1031,10 @@ print(f"max |D_1/2 (seed001) - 4 D_B| = {(d_half_001 - 4 * d_b).abs().max():.2e}
 # $n$ from both Gaussians. How fast does the sample estimate approach the closed form?
 
 # %%
-# Your answer here: closed form, gaussian_w2, and wasserstein_1d(u, v, p=2) on samples.
+# Your answer here: the closed form `closed` for (m1, s1) = (0, 1), (m2, s2) = (1, 2),
+# and `errors`: mean |sample W2 - closed| for the sample sizes `ns`.
+ns = [10, 100, 1_000, 10_000, 100_000]
+closed, errors = None, None
 
 # %% tags=["solution", "hide-input"]
 # W_2^2 = int_0^1 (m1 - m2 + (s1 - s2) Phi^{-1}(t))^2 dt = (m1 - m2)^2 + (s1 - s2)^2,
@@ -1028,6 +1056,16 @@ ax = rk.plot.plot_curves(error_curves, xlabel="sample size n", ylabel="error",
                          title="Sample W2 between two Gaussians")
 ax.set(xscale="log", yscale="log")
 plt.show()
+
+# %% tags=["exercise-check"]
+# Check exercise 1.3
+assert abs(closed - math.sqrt(2)) < 1e-9, "W2 between N(0, 1) and N(1, 4) is sqrt(2)"
+assert len(errors) == len(ns) and errors[-1] < errors[0] / 10, \
+    "the sample estimate should approach the closed form as n grows"
+
+# %% tags=["exercise-check", "hidden", "remove-cell"]
+# Check exercise 1.3
+assert errors[-1] < 0.05, "with 100,000 samples the error is about 1e-2 or less"
 
 # %% [markdown]
 # **Exercise 1.4 (which pixel tells the most about the digit?).** Threshold the MNIST
@@ -1061,6 +1099,19 @@ fig.colorbar(im, ax=ax)
 plt.show()
 # I(B;Y) = H(B) - H(B|Y) <= H(B) = h2(P(B = 1)) <= 1 bit:
 # a binary variable carries at most one bit.
+
+# %% tags=["exercise-check"]
+# Check exercise 1.4
+assert tuple(mi_map.shape) == (28, 28), "one value per pixel, as a 28x28 map"
+assert mi_map.min() >= -1e-9 and mi_map.max() <= 1 + 1e-9, "bits of a binary pixel"
+
+# %% tags=["exercise-check", "hidden", "remove-cell"]
+# Check exercise 1.4
+from sklearn.metrics import mutual_info_score as _mis
+_B = (train.images.flatten(1) > 0.5).numpy()
+for _k in [int(mi_map.argmax()), 14 * 28 + 14, 0]:
+    _ref = _mis(_B[:, _k], train.labels.numpy()) / math.log(2)
+    assert abs(float(mi_map.flatten()[_k]) - _ref) < 1e-6, f"pixel {_k} is off"
 
 # %% [markdown]
 # ## Summary

@@ -95,6 +95,9 @@ def execute(src: Path, budget: str, timeout: int) -> float:
     os.environ["ROBUSTKIT_BUDGET"] = budget
     os.environ.setdefault("ROBUSTKIT_PROGRESS", "off")  # no progress bars in committed outputs
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    shared_data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if "ROBUSTKIT_DATA" not in os.environ and shared_data.is_dir():
+        os.environ["ROBUSTKIT_DATA"] = str(shared_data)  # the offline copies, as in _env.sh
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(src.parent)}},
                             store_widget_state=True)
