@@ -6,5 +6,12 @@ source "$(dirname "$0")/_env.sh"
 export ROBUSTKIT_BUDGET=${ROBUSTKIT_BUDGET:-smoke}
 export ROBUSTKIT_CACHE=${ROBUSTKIT_CACHE:-$PWD/.cache/robustkit-test}
 export ROBUSTKIT_PROGRESS=${ROBUSTKIT_PROGRESS:-off}
+# Two pytest workers, one torch thread each (small models run no faster with more threads,
+# and two processes sharing two cores are faster than one). --dist loadscope keeps every
+# notebook's cells, and every test module, on one worker. ROBUSTKIT_TEST_WORKERS=0: serial.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+WORKERS=${ROBUSTKIT_TEST_WORKERS:-2}
+PARALLEL=()
+if [ "$WORKERS" != "0" ]; then PARALLEL=(-n "$WORKERS" --dist loadscope); fi
 python -m pytest tests chapters --nbval-lax --nbval-current-env --nbval-cell-timeout=900 \
-  -p no:cacheprovider --durations=15 "$@"
+  -p no:cacheprovider --durations=15 "${PARALLEL[@]}" "$@"
