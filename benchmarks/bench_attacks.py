@@ -19,8 +19,6 @@ The model is the MNIST convnet of the course, trained for one epoch on 10k MNIST
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import warnings
 from pathlib import Path
 
@@ -28,18 +26,9 @@ import torch
 
 import robustkit as rk
 from robustkit import attacks as A
+from _timing import median_time  # benchmarks/_timing.py
 
 warnings.filterwarnings("ignore")
-
-
-def median_time(fn, repeats):
-    out = fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def get_model_and_batch(n_batch):

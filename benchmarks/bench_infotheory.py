@@ -14,7 +14,6 @@ POT's), and the exact distance with POT's network simplex against SciPy's HiGHS 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
@@ -25,16 +24,7 @@ import torch
 
 import robustkit as rk
 import robustkit.infotheory as it
-
-
-def median_time(fn, repeats: int) -> tuple:
-    out = fn()  # warm-up (and the value to compare)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+from _timing import median_time  # benchmarks/_timing.py
 
 
 def class_mean_pairs(data_root) -> tuple:

@@ -19,28 +19,17 @@ half a minute on 2 CPU cores::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 
 import robustkit.poisoning as pois
+from _timing import median_time  # benchmarks/_timing.py
 
 try:  # private SciPy API, used as a peer only
     from scipy.optimize._trustregion_exact import IterativeSubproblem
 except ImportError:  # pragma: no cover
     IterativeSubproblem = None
-
-
-def median_time(fn, repeats):
-    out = fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def random_problem(d, seed):

@@ -19,14 +19,13 @@ between the two solutions (same path: float rounding only). Runs in well under a
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn as nn
 import torchsde
 
 from robustkit.defenses.neural_sde import SDEBlock
+from _timing import median_time  # benchmarks/_timing.py
 
 
 class TorchsdeWrapper(nn.Module):
@@ -54,16 +53,6 @@ class TorchsdeWrapper(nn.Module):
         if self.block.diffusion == "dropout":
             return f, self.block.sigma * f
         return f, self.g(t, y)
-
-
-def median_time(fn, repeats: int):
-    out = fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def main() -> None:

@@ -21,24 +21,13 @@ Runs in about a minute on 2 CPU cores::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torchdiffeq
 
 from robustkit.sequence import (FloaterDynamics, SequenceTransformer, build_encoder, lag_copy,
                                 rk4_solve, token_cross_entropy)
-
-
-def median_time(fn, repeats: int) -> tuple:
-    out = fn()  # warm-up (and the value to compare)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+from _timing import median_time  # benchmarks/_timing.py
 
 
 def bench_solver(repeats: int) -> None:
