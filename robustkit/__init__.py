@@ -13,6 +13,8 @@ The chapters explain and experiment; robustkit implements. One module per concer
 - :mod:`robustkit.defenses`: adversarial training, HR loss, VIB, RSE, Adv-BNN, Neural SDE;
 - :mod:`robustkit.knn`: provable robustness of nearest neighbors, robust metric learning,
   randomized smoothing;
+- :mod:`robustkit.concepts`: the generative distributions (concepts) of a trained classifier,
+  flows, and the latent-variable classifiers of seed 004;
 - :mod:`robustkit.explain`: explanations through robustness (Greedy, Greedy-AS), baselines,
   L2X and the VIB explainer;
 - :mod:`robustkit.sequence`: position encoders (sinusoidal, learned, FLOATER) and a small
@@ -23,8 +25,8 @@ The chapters explain and experiment; robustkit implements. One module per concer
 
 A chapter needs one import line: ``import robustkit as rk``.
 """
-from . import (attacks, data, defenses, explain, infotheory, knn, models, modes, plot,
-               poisoning, runtime, sequence, train, uncertainty)
+from . import (attacks, concepts, data, defenses, explain, infotheory, knn, models, modes,
+               plot, poisoning, runtime, sequence, train, uncertainty)
 from .data import load_dataset, make_loader, stratified_subset
 from .modes import StochasticModule, eval_mode, set_stochastic, stochastic
 from .models import DenseMLP, MnistConvNet, SmallCifarNet, build_model, count_parameters
@@ -34,7 +36,7 @@ from .train import cached_fit, evaluate, fit, predict
 __version__ = "0.1.0"
 
 __all__ = [
-    "attacks", "data", "defenses", "explain", "infotheory", "knn", "models", "modes", "plot", "poisoning",
+    "attacks", "concepts", "data", "defenses", "explain", "infotheory", "knn", "models", "modes", "plot", "poisoning",
     "runtime", "sequence", "train", "uncertainty",
     "StochasticModule", "eval_mode", "set_stochastic", "stochastic",
     "Budget", "get_budget", "get_device", "make_budget", "seed_everything",
