@@ -168,6 +168,16 @@ def _check_sizes(sizes, F):
     return s
 
 
+def _check_scores(x, scores, sizes) -> tuple[int, int, list]:
+    """Validate images, a ``(N, F)`` score table and feature-set sizes; ``(N, F, sizes)``."""
+    _check_image(x)
+    N = x.shape[0]
+    if scores.ndim != 2 or scores.shape[0] != N:
+        raise ValueError(f"scores must have shape ({N}, F), got {tuple(scores.shape)}")
+    F = scores.shape[1]
+    return N, F, _check_sizes(sizes, F)
+
+
 def robustness_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, scores: torch.Tensor, sizes, *,
                      criterion: str = "complement", patch: int = 1, eps_max: float = 10.0, steps: int = 20,
                      search_steps: int = 8, target: torch.Tensor | None = None, cap: bool = True,
@@ -183,12 +193,7 @@ def robustness_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, scores:
     """
     if criterion not in ("complement", "relevant"):
         raise ValueError(f"criterion must be 'complement' or 'relevant', got {criterion!r}")
-    _check_image(x)
-    N = x.shape[0]
-    if scores.ndim != 2 or scores.shape[0] != N:
-        raise ValueError(f"scores must have shape ({N}, F), got {tuple(scores.shape)}")
-    F = scores.shape[1]
-    s = _check_sizes(sizes, F)
+    N, F, s = _check_scores(x, scores, sizes)
     masks = torch.stack([top_k_mask(scores, int(k)) for k in s])  # (K, N, F)
     if criterion == "complement":
         masks = ~masks
@@ -235,12 +240,7 @@ def insertion_deletion(model: nn.Module, x: torch.Tensor, y: torch.Tensor, score
     softmax probability of class ``y``. Returns ``(insertion, deletion)``, each
     ``(len(sizes), N)``. Higher insertion AUC / lower deletion AUC is better. Chapter 11.
     """
-    _check_image(x)
-    N = x.shape[0]
-    if scores.ndim != 2 or scores.shape[0] != N:
-        raise ValueError(f"scores must have shape ({N}, F), got {tuple(scores.shape)}")
-    F = scores.shape[1]
-    s = _check_sizes(sizes, F)
+    N, F, s = _check_scores(x, scores, sizes)
     b = torch.as_tensor(baseline, dtype=x.dtype, device=x.device).expand_as(x)
     masks = torch.stack([top_k_mask(scores, int(k)) for k in s]).reshape(-1, F).to(x.dtype)
     pix = to_pixels(masks, x.shape[1:], patch)

@@ -89,7 +89,31 @@ def _labels(model, x):
         return torch.cat([model(x[i:i + 1024]).argmax(1) for i in range(0, len(x), 1024)])
 
 
-class L2X(nn.Module):
+def _fit_loop(ex, x, y, batch_loss, *, epochs, batch_size, lr, seed):
+    """Adam over shuffled mini-batches; ``batch_loss(ex, xb, yb, generator) -> loss``."""
+    opt = torch.optim.Adam(ex.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    ex.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), batch_size):
+            b = perm[i:i + batch_size]
+            loss = batch_loss(ex, x[b], y[b], gen)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return ex.eval()
+
+
+class _PosthocAccuracy:
+    """``approx_accuracy``: how often q on the hard top-k selection agrees with the black box."""
+
+    @torch.no_grad()
+    def approx_accuracy(self, model: nn.Module, x: torch.Tensor) -> float:
+        return float((self(x, hard=True).argmax(1) == _labels(model, x)).float().mean())
+
+
+class L2X(_PosthocAccuracy, nn.Module):
     r"""L2X explainer (Chen et al. 2018; seed 000 §4): selector + approximator, see :meth:`fit`.
 
     ``scores(x)`` -> selector logits ``(N, F)``; ``mask(x)`` -> hard top-k feature mask;
@@ -125,26 +149,11 @@ class L2X(nn.Module):
         y = _labels(model, x)
         n_classes = int(y.max()) + 1 if n_classes is None else n_classes
         ex = cls(x.shape[1:], n_classes, k, patch=patch, tau=tau).to(x.device)
-        opt = torch.optim.Adam(ex.parameters(), lr=lr)
-        gen = torch.Generator().manual_seed(seed)
-        ex.train()
-        for _ in range(epochs):
-            perm = torch.randperm(len(x), generator=gen)
-            for i in range(0, len(x), batch_size):
-                b = perm[i:i + batch_size]
-                loss = Fn.cross_entropy(ex(x[b], generator=gen), y[b])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        return ex.eval()
-
-    @torch.no_grad()
-    def approx_accuracy(self, model: nn.Module, x: torch.Tensor) -> float:
-        """Post-hoc accuracy: fraction where q(y | hard x_S) agrees with the black box."""
-        return float((self(x, hard=True).argmax(1) == _labels(model, x)).float().mean())
+        return _fit_loop(ex, x, y, lambda e, xb, yb, g: Fn.cross_entropy(e(xb, generator=g), yb),
+                         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
 
 
-class VIBExplainer(nn.Module):
+class VIBExplainer(_PosthocAccuracy, nn.Module):
     r"""VIB explainer (Bang et al. 2019, relaxed with Gaussian logits; seed 000 §4), see :meth:`fit`.
 
     Loss per input: :math:`-\log q(f(x)\mid x\odot z) + \beta\,D(\mathcal N(\mu,\sigma^2)\|\mathcal N(m_0 1,I))`,
@@ -203,20 +212,5 @@ class VIBExplainer(nn.Module):
         n_classes = int(y.max()) + 1 if n_classes is None else n_classes
         ex = cls(x.shape[1:], n_classes, k, patch=patch, tau=tau, beta=beta,
                  prior_mean=prior_mean).to(x.device)
-        opt = torch.optim.Adam(ex.parameters(), lr=lr)
-        gen = torch.Generator().manual_seed(seed)
-        ex.train()
-        for _ in range(epochs):
-            perm = torch.randperm(len(x), generator=gen)
-            for i in range(0, len(x), batch_size):
-                b = perm[i:i + batch_size]
-                loss, _, _ = ex.loss(x[b], y[b], generator=gen)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        return ex.eval()
-
-    @torch.no_grad()
-    def approx_accuracy(self, model: nn.Module, x: torch.Tensor) -> float:
-        """Post-hoc accuracy of q on the hard top-k selection w.r.t. the black box's labels."""
-        return float((self(x, hard=True).argmax(1) == _labels(model, x)).float().mean())
+        return _fit_loop(ex, x, y, lambda e, xb, yb, g: e.loss(xb, yb, generator=g)[0],
+                         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)

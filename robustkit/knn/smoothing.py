@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from scipy.stats import beta, binom, norm
 
+from ..modes import eval_mode
+
 __all__ = ["clopper_pearson_lower", "smoothing_certify", "smoothing_predict", "train_noisy_convnet",
            "noisy_objective"]
 
@@ -70,14 +72,9 @@ def smoothing_certify(model, x, *, sigma: float, n0: int = 100, n: int = 1000, a
     _check(model, x, sigma, n)
     _check(model, x, sigma, n0)
     g = torch.Generator().manual_seed(seed)
-    was = model.training
-    model.eval()
-    try:
-        c0 = _counts(model, x, sigma, n0, n_classes, batch_size, g)
-        guess = c0.argmax(1)
+    with eval_mode(model):
+        guess = _counts(model, x, sigma, n0, n_classes, batch_size, g).argmax(1)
         c = _counts(model, x, sigma, n, n_classes, batch_size, g)
-    finally:
-        model.train(was)
     n_a = c.gather(1, guess[:, None])[:, 0].numpy()
     p_low = clopper_pearson_lower(n_a, n, alpha)
     radius = np.where(p_low > 0.5, sigma * norm.ppf(np.clip(p_low, 0.5, 1 - 1e-16)), 0.0)
@@ -91,12 +88,8 @@ def smoothing_predict(model, x, *, sigma: float, n: int = 100, alpha: float = 0.
     two-sided binomial test of the top two counts is not significant at level ``alpha``."""
     _check(model, x, sigma, n)
     g = torch.Generator().manual_seed(seed)
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         c = _counts(model, x, sigma, n, n_classes, batch_size, g)
-    finally:
-        model.train(was)
     top2 = torch.topk(c, 2, dim=1)
     na, nb = top2.values[:, 0].numpy(), top2.values[:, 1].numpy()
     # two-sided binomial test of na successes in na + nb trials with p = 1/2
