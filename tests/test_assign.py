@@ -24,6 +24,8 @@ def chapter_notebook():
         new_markdown_cell("# Toy chapter\n\n[![Open In Colab](https://colab.research.google"
                           ".com/assets/colab-badge.svg)](https://colab.example/toy.ipynb)"),
         code("BASE = 2"),
+        code("import ipywidgets as widgets\n"
+             "widgets.interact(lambda k=1: print(k * BASE), k=widgets.IntSlider(1, 0, 3))"),
         new_markdown_cell("**Exercise 1.** Write `square`."),
         code("def square(x):\n    raise NotImplementedError"),
         code(SOLUTION_1, ["solution", "hide-input"]),
@@ -159,7 +161,8 @@ def test_solution_blocks_and_headers():
 
 def test_bad_inputs(tmp_path):
     nb = chapter_notebook()
-    nb.cells[5].source = "assert square(3) == 9"  # tagged as a check, no header
+    check = next(c for c in nb.cells if c.source.startswith("# Check exercise 1\n"))
+    check.source = "assert square(3) == 9"  # tagged as a check, no header
     with pytest.raises(assign.AssignmentError, match="Check exercise"):
         assign.find_tests(nb)
     with pytest.raises(assign.AssignmentError, match="no check cells"):
