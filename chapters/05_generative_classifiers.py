@@ -384,7 +384,7 @@ post_gfz, log_px = None, None
 
 # %% tags=["solution", "hide-input"]
 with torch.no_grad():
-    _lg = models["GFZ"](x_test[:5])
+    _lg = models["GFZ"](x_test[:5]).double()  # log-joints of hundreds of nats: float64
 log_px = torch.logsumexp(_lg, 1)
 post_gfz = (_lg - log_px[:, None]).exp()
 print(np.round(post_gfz.cpu().numpy(), 2), np.round(log_px.cpu().numpy(), 1))
@@ -392,14 +392,15 @@ print(np.round(post_gfz.cpu().numpy(), 2), np.round(log_px.cpu().numpy(), 1))
 # %% tags=["exercise-check"]
 # Check exercise 5.2
 assert post_gfz.shape == (5, 10) and log_px.shape == (5,)
-assert torch.allclose(post_gfz.sum(1), torch.ones(5, device=post_gfz.device), atol=1e-5)
+assert torch.allclose(post_gfz.sum(1).double(), torch.ones(5, dtype=torch.float64,
+                                                          device=post_gfz.device), atol=1e-4)
 
 # %% tags=["exercise-check", "hidden", "remove-cell"]
 # Check exercise 5.2
 with torch.no_grad():
     _ref = models["GFZ"](x_test[:5]).double()
-assert torch.allclose(post_gfz.double(), torch.softmax(_ref, 1), atol=1e-5)
-assert torch.allclose(log_px.double(), torch.logsumexp(_ref, 1), atol=1e-3)
+assert torch.allclose(post_gfz.double(), torch.softmax(_ref, 1), atol=1e-4)
+assert torch.allclose(log_px.double(), torch.logsumexp(_ref, 1), rtol=1e-5, atol=1e-3)
 
 # %% [markdown]
 # ## Summary

@@ -200,7 +200,9 @@ def test_integrated_gradients_vs_captum_and_completeness():
     gl = captum_attr.IntegratedGradients(model).attribute(x, baselines=0.0, target=t, n_steps=64)
     assert torch.allclose(ex.integrated_gradients(model, x, t, n_steps=400), gl, atol=1e-5)
     ig2, delta = ex.integrated_gradients(model, x, t, n_steps=400, return_delta=True)
-    gap = model(x).gather(1, t[:, None])[:, 0] - model(torch.zeros_like(x)).gather(1, t[:, None])[:, 0]
+    with torch.no_grad():
+        gap = (model(x).gather(1, t[:, None])[:, 0]
+               - model(torch.zeros_like(x)).gather(1, t[:, None])[:, 0])
     assert torch.allclose(ig2.flatten(1).sum(1), gap, atol=1e-3 * (1 + float(gap.abs().max())))
     assert delta.abs().max() < 1e-3
     # non-zero baseline: IG is multiplied by (x - baseline)
