@@ -53,12 +53,12 @@ N_TRAIN = budget.pick(smoke=2_000, cpu=60_000, gpu=60_000)  # as in chapters 0 a
 EPOCHS = budget.pick(smoke=1, cpu=3, gpu=10)
 N_TRAIN_FASHION = budget.pick(smoke=1_000, cpu=10_000, gpu=60_000)
 EPOCHS_FASHION = budget.pick(smoke=1, cpu=2, gpu=10)
-N_EXPLAIN = budget.pick(smoke=2, cpu=5, gpu=100)       # test images explained (paper: 100)
+N_EXPLAIN = budget.pick(smoke=2, cpu=40, gpu=100)      # test images explained (paper: 100)
 PATCH = budget.pick(smoke=7, cpu=4, gpu=2)             # superpixel side (paper: 1 pixel)
 STEPS = budget.pick(smoke=4, cpu=6, gpu=20)            # restricted PGD steps
 SEARCH = budget.pick(smoke=2, cpu=3, gpu=8)            # bisection steps over eps
-SUBSETS = budget.pick(smoke=8, cpu=32, gpu=128)        # Greedy-AS random subsets per round
-ROUNDS = budget.pick(smoke=1, cpu=2, gpu=5)            # Greedy-AS rounds
+SUBSETS = budget.pick(smoke=8, cpu=64, gpu=128)        # Greedy-AS random subsets per round
+ROUNDS = budget.pick(smoke=1, cpu=3, gpu=5)            # Greedy-AS rounds
 EPS_MAX = 10.0
 N_FIT = budget.pick(smoke=256, cpu=2_000, gpu=20_000)  # images to train L2X / VIB
 print(f"budget: {budget.name}, {N_EXPLAIN} explained images, {PATCH}x{PATCH} superpixels, "
@@ -303,8 +303,11 @@ table(res_f, f"Fashion-MNIST, {N_EXPLAIN} images")
 # | Robustness-$S_r$ (lower better) | 91.72 | 91.97 | 91.05 | 101.49 | 104.38 | 176.61 | 102.81 | 193.75 | **82.81** |
 #
 # Greedy-AS is best on both criteria in the paper, Grad is a strong baseline and Random
-# the worst. With a handful of images and coarse superpixels, our cpu-budget table is noisy;
-# the gpu budget (100 images, 2x2 superpixels) is closer to the paper's setting.
+# the worst. Our cpu-budget run (40 images, 4x4 superpixels) gives the same ranking at the
+# top and the bottom on both data sets: Greedy-AS optimizes exactly what the two criteria
+# measure. On insertion / deletion, which remove features instead of attacking them,
+# IG, SHAP and LOO do better: the criterion decides the winner. The gpu budget (100 images,
+# 2x2 superpixels) is closer to the paper's setting.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
