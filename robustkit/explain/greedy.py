@@ -106,6 +106,15 @@ def _set_values(model, x, y, sets, *, objective, patch, target, attack_kw, batch
     return v.reshape(N, M)
 
 
+def _take_best(values: torch.Tensor, chosen: torch.Tensor, rank: torch.Tensor, t: int, m: int) -> int:
+    """One greedy step: add the ``m`` unchosen features of highest value to ``chosen``
+    (in place), record their order ``t, t+1, ...`` in ``rank``; return ``t + m``."""
+    pick = values.masked_fill(chosen, float("-inf")).topk(m, dim=1).indices
+    chosen.scatter_(1, pick, True)
+    rank.scatter_(1, pick, torch.arange(t, t + m, device=rank.device).expand(len(rank), m))
+    return t + m
+
+
 def _scores_from_order(order_rank: torch.Tensor, F: int) -> torch.Tensor:
     return (F - order_rank).to(torch.float32)
 
@@ -132,12 +141,7 @@ def greedy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, k_total: int, 
         cand = chosen[:, None, :] | eye[None]  # (N, F, F): S_r ∪ {i}
         v = _set_values(model, x, y, cand, objective=objective, patch=patch, target=target,
                         attack_kw=kw, batch_size=batch_size)
-        v = v.masked_fill(chosen, float("-inf"))
-        m = min(per_step, k_total - t)
-        pick = v.topk(m, dim=1).indices
-        chosen.scatter_(1, pick, True)
-        rank.scatter_(1, pick, torch.arange(t, t + m, device=x.device).expand(N, m))
-        t += m
+        t = _take_best(v, chosen, rank, t, min(per_step, k_total - t))
     s = _scores_from_order(rank, F)
     return s.masked_fill(~chosen, 0.0)
 
@@ -172,12 +176,7 @@ def greedy_as(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, k_total: in
         v = _set_values(model, x, y, chosen[:, None, :] | S, objective=objective, patch=patch,
                         target=target, attack_kw=kw, batch_size=batch_size)
         w, _ = banzhaf_regression(S.to(x.dtype), v.to(x.dtype), ridge=ridge)
-        w = w.masked_fill(chosen, float("-inf"))
-        m = min(per_step, k_total - t)
-        pick = w.topk(m, dim=1).indices
-        chosen.scatter_(1, pick, True)
-        rank.scatter_(1, pick, torch.arange(t, t + m, device=x.device).expand(N, m))
-        t += m
+        t = _take_best(w, chosen, rank, t, min(per_step, k_total - t))
     s = _scores_from_order(rank, F)
     # unchosen: ranked by the last regression, strictly below every chosen feature
     w = w.masked_fill(chosen, 0.0)
